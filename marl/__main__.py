@@ -1,0 +1,5 @@
+"""``python -m marl`` is ``marl-train``."""
+
+from marl.train import main
+
+main()

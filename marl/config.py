@@ -1,0 +1,125 @@
+"""Structured-config schemas and their registration with Hydra's ConfigStore.
+
+Each component keeps its schema (a dataclass with ``_target_``) beside its
+class; this module declares the top-level run settings and stores every schema
+under ``schema/<group>/<name>``, where the YAML files in ``conf/`` pull them in
+through their defaults lists. A typo'd key or a wrong type then fails at
+composition, before anything runs, with Hydra's own message.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from hydra.core.config_store import ConfigStore
+from omegaconf import MISSING, DictConfig, OmegaConf
+
+from marl.controllers.mac import ControllerConfig
+from marl.envs.matrix import MatrixEnvConfig
+from marl.exploration.epsilon_greedy import EpsilonGreedyConfig
+from marl.learners.q_learning import QLearnerConfig
+from marl.logging.console import ConsoleLoggerConfig
+from marl.logging.jsonl import JsonlLoggerConfig
+from marl.modules.agents.rnn import RNNAgentConfig
+from marl.modules.mixers.qmix import QMixerConfig
+from marl.modules.mixers.vdn import VDNMixerConfig
+from marl.runners.episode import EpisodeRunnerConfig
+
+
+@dataclass
+class AlgoConfig:
+    """Schema for `algo/*`: a named composition of networks and exploration."""
+
+    name: str = MISSING
+    """Algorithm name, used in run folder names and logs."""
+    agent: Any = MISSING
+    """Agent network (`_target_` node)."""
+    controller: Any = MISSING
+    """Multi-agent controller (`_target_` node)."""
+    action_selector: Any = MISSING
+    """Exploration / action selection (`_target_` node)."""
+    mixer: Any = None
+    """Value mixer (`_target_` node), or null for independent learners."""
+
+
+@dataclass
+class TrainConfig:
+    """Top-level run settings (`conf/config.yaml`)."""
+
+    seed: int = 1
+    """Seeds every random number generator of the run."""
+    t_max: int = 20000
+    """Environment steps to train for."""
+    test_interval: int = 2000
+    """Env steps between test phases (and progress reports)."""
+    test_nepisode: int = 32
+    """Greedy episodes per test phase."""
+    log_interval: int = 2000
+    """Env steps between logs of training-episode stats."""
+    learner_log_interval: int = 2000
+    """Env steps between logs of learner stats."""
+    save_model: bool = False
+    """Save checkpoints under <run dir>/checkpoints/<t_env>/."""
+    save_model_interval: int = 50000
+    """Env steps between checkpoints."""
+    checkpoint_path: str = ""
+    """Run folder or checkpoints folder to load from ('' = none)."""
+    load_step: int = 0
+    """Checkpoint step to load: 0 = the largest, else the nearest (ties to the smaller)."""
+    evaluate: bool = False
+    """Only evaluate the loaded checkpoint, then exit."""
+    save_replay: bool = False
+    """Save a replay of the evaluation episodes where the env supports it."""
+    device: str = "cpu"
+    """cpu | cuda | cuda:<i> | auto (cuda when available)."""
+    torch_threads: int = 1
+    """torch intra-op threads; 1 is fastest for the small networks of MARL on CPU."""
+    batch_size_run: int = 1
+    """Env copies stepped together (episodes per runner batch)."""
+    batch_size: int = 32
+    """Episodes per learner update."""
+    buffer_size: int = 5000
+    """Episodes held by the replay buffer."""
+    algo: Any = MISSING
+    learner: Any = MISSING
+    env: Any = MISSING
+    runner: Any = MISSING
+    logger: Any = MISSING
+
+
+SCHEMAS: dict[str, dict[str, type]] = {
+    "algo": {"base": AlgoConfig},
+    "agent": {"rnn": RNNAgentConfig},
+    "controller": {"mac": ControllerConfig},
+    "action_selector": {"epsilon_greedy": EpsilonGreedyConfig},
+    "mixer": {"vdn": VDNMixerConfig, "qmix": QMixerConfig},
+    "learner": {"q_learning": QLearnerConfig},
+    "env": {"matrix": MatrixEnvConfig},
+    "runner": {"episode": EpisodeRunnerConfig},
+    "logger": {"console": ConsoleLoggerConfig, "jsonl": JsonlLoggerConfig},
+}
+"""group -> option -> schema, stored as ``schema/<group>/<option>``."""
+
+ENV_TAG_KEYS = ("map_name", "game", "key", "name")
+"""Env settings that name the task inside an env family, for run folder names."""
+
+
+def env_tag(choice: str, env: DictConfig) -> str:
+    """`matrix` + `game=two_step` -> `matrix_two_step`; used in run folder names."""
+    for key in ENV_TAG_KEYS:
+        value = env.get(key) if isinstance(env, DictConfig) else None
+        if value:
+            return f"{choice}_{value}"
+    return choice
+
+
+def register_configs() -> None:
+    """Store the schemas and resolvers Hydra needs; call before composing."""
+    cs = ConfigStore.instance()
+    cs.store(name="train_schema", node=TrainConfig)
+    for group, options in SCHEMAS.items():
+        for name, node in options.items():
+            cs.store(group=f"schema/{group}", name=name, node=node)
+    if not OmegaConf.has_resolver("marl.env_tag"):
+        OmegaConf.register_new_resolver("marl.env_tag", env_tag)

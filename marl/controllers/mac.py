@@ -1,0 +1,113 @@
+"""The multi-agent controller: builds agent inputs and runs the agent network(s).
+
+It is an ``nn.Module`` with no hidden state of its own: the recurrent state goes
+in and comes out, so acting, training and checkpointing never depend on what
+was called before. Action selection is a separate object (``marl.exploration``).
+
+Shapes: B episodes, L steps, N agents, O obs size, A actions, H hidden units,
+I agent input size.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from marl.data.episode_batch import EpisodeBatch
+from marl.envs.base import EnvInfo
+
+
+@dataclass
+class ControllerConfig:
+    """Schema for the multi-agent controller (`algo.controller`)."""
+
+    _target_: str = "marl.controllers.mac.MultiAgentController"
+    obs_agent_id: bool = True
+    """Append a one-hot agent id to each agent's observation."""
+    obs_last_action: bool = True
+    """Append each agent's previous action (one-hot, zeros at t=0)."""
+    share_params: bool = True
+    """One network for all agents; False gives each agent its own network."""
+
+
+AgentFactory = Callable[..., nn.Module]
+
+
+class MultiAgentController(nn.Module):
+    """Runs N agents: one shared network, or one network per agent."""
+
+    def __init__(
+        self,
+        agent: AgentFactory,
+        env_info: EnvInfo,
+        obs_agent_id: bool = True,
+        obs_last_action: bool = True,
+        share_params: bool = True,
+    ) -> None:
+        super().__init__()
+        self.n_agents = env_info.n_agents
+        self.n_actions = env_info.n_actions
+        self.obs_agent_id = obs_agent_id
+        self.obs_last_action = obs_last_action
+        self.share_params = share_params
+        self.input_dim = (
+            env_info.obs_shape
+            + (env_info.n_actions if obs_last_action else 0)
+            + (env_info.n_agents if obs_agent_id else 0)
+        )
+        n_networks = 1 if share_params else self.n_agents
+        self.agents = nn.ModuleList(
+            [agent(input_dim=self.input_dim, n_actions=self.n_actions) for _ in range(n_networks)]
+        )
+
+    def initial_hidden(self, batch_size: int) -> torch.Tensor:
+        device = next(self.parameters()).device
+        h = self.agents[0].initial_hidden(batch_size * self.n_agents, device)  # (B * N, H)
+        return h.view(batch_size, self.n_agents, -1)  # (B, N, H)
+
+    def build_inputs(self, obs: torch.Tensor, last_actions: torch.Tensor | None) -> torch.Tensor:
+        """obs (B, L, N, O), last_actions one-hot (B, L, N, A) -> inputs (B, L, N, I)."""
+        b, steps = obs.shape[:2]
+        parts = [obs.float()]
+        if self.obs_last_action:
+            if last_actions is None:
+                raise ValueError("the controller uses last actions but none were given")
+            parts.append(last_actions.float())  # (B, L, N, A)
+        if self.obs_agent_id:
+            eye = torch.eye(self.n_agents, device=obs.device)  # (N, N)
+            parts.append(eye.expand(b, steps, -1, -1))  # (B, L, N, N)
+        return torch.cat(parts, dim=-1)  # (B, L, N, I)
+
+    def forward(
+        self, obs: torch.Tensor, last_actions: torch.Tensor | None, hidden: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """obs (B, L, N, O), last_actions (B, L, N, A), hidden (B, N, H).
+
+        Returns q (B, L, N, A) and the hidden state after the last step (B, N, H).
+        """
+        inputs = self.build_inputs(obs, last_actions)  # (B, L, N, I)
+        b, steps, n, _ = inputs.shape
+        if self.share_params:
+            x = inputs.transpose(1, 2).reshape(b * n, steps, -1)  # (B * N, L, I)
+            q, h = self.agents[0](x, hidden.reshape(b * n, -1))  # (B * N, L, A), (B * N, H)
+            q = q.view(b, n, steps, -1).transpose(1, 2)  # (B, L, N, A)
+            return q, h.view(b, n, -1)  # (B, L, N, A), (B, N, H)
+        outs, hs = [], []
+        for i, net in enumerate(self.agents):
+            q_i, h_i = net(inputs[:, :, i], hidden[:, i])  # (B, L, A), (B, H)
+            outs.append(q_i)
+            hs.append(h_i)
+        return torch.stack(outs, dim=2), torch.stack(hs, dim=1)  # (B, L, N, A), (B, N, H)
+
+    def unroll(self, batch: EpisodeBatch) -> torch.Tensor:
+        """Q-values for every step of a batch, from a zero hidden state: (B, T, N, A)."""
+        obs = batch["obs"]  # (B, T, N, O)
+        last_actions = None
+        if self.obs_last_action:
+            onehot = batch["actions_onehot"]  # (B, T, N, A)
+            last_actions = torch.cat([torch.zeros_like(onehot[:, :1]), onehot[:, :-1]], dim=1)
+        q, _ = self(obs, last_actions, self.initial_hidden(batch.batch_size))
+        return q  # (B, T, N, A)

@@ -1,0 +1,199 @@
+"""A plain container of B padded episodes of up to T steps, one tensor per field.
+
+Shapes: B episodes, T time steps; each field ``name`` is stored as
+(B, T, *scheme.entry_shape(name)) in its storage dtype, plus ``filled`` (B, T, 1) bool
+marking the steps actually written.
+"""
+
+from __future__ import annotations
+
+import operator
+from collections.abc import Mapping
+
+import torch
+
+from marl.data.scheme import FILLED, Scheme
+
+Index = slice | torch.Tensor
+
+
+class EpisodeBatch:
+    """B padded episodes of up to T steps, stored as tensors (B, T, *entry_shape).
+
+    ``data`` maps every scheme field plus ``"filled"`` (B, T, 1) bool to its tensor.
+    """
+
+    def __init__(
+        self,
+        scheme: Scheme,
+        batch_size: int,
+        max_seq_length: int,
+        device: torch.device | str = "cpu",
+        data: dict[str, torch.Tensor] | None = None,
+    ):
+        self.scheme = scheme
+        self.batch_size = int(batch_size)
+        self.max_seq_length = int(max_seq_length)
+        self.device = torch.device(device)
+        names = [*scheme.fields, FILLED]
+        if data is None:
+            self.data: dict[str, torch.Tensor] = {
+                name: torch.zeros(
+                    (self.batch_size, self.max_seq_length, *scheme.entry_shape(name)),
+                    dtype=self._dtype(name),
+                    device=self.device,
+                )
+                for name in names
+            }
+            return
+        if set(data) != set(names):
+            raise ValueError(
+                f"EpisodeBatch data has keys {sorted(data)}, expected {sorted(names)}."
+            )
+        for name in names:
+            expected = (self.batch_size, self.max_seq_length, *scheme.entry_shape(name))
+            tensor = data[name]
+            if tuple(tensor.shape) != expected or tensor.dtype != self._dtype(name):
+                raise ValueError(
+                    f"EpisodeBatch data {name!r} must be {expected} {self._dtype(name)}, got "
+                    f"{tuple(tensor.shape)} {tensor.dtype}."
+                )
+        self.data = {name: data[name].to(self.device) for name in names}
+
+    def _dtype(self, name: str) -> torch.dtype:
+        return torch.bool if name == FILLED else self.scheme.fields[name].dtype
+
+    def __getitem__(self, name: str) -> torch.Tensor:
+        """The stored tensor (B, T, *entry_shape) of field ``name`` (or ``"filled"``)."""
+        if name not in self.data:
+            raise KeyError(f"Unknown field {name!r}; fields are {sorted(self.data)}.")
+        return self.data[name]
+
+    def __repr__(self) -> str:
+        return (
+            f"EpisodeBatch(batch_size={self.batch_size}, max_seq_length={self.max_seq_length}, "
+            f"device={self.device}, fields={list(self.scheme.fields)})"
+        )
+
+    # ------------------------------------------------------------------ indexing helpers
+    def _episodes(self, bs: Index) -> tuple[Index, int]:
+        """Normalise an episode selector to (slice or long index on device, its length)."""
+        if isinstance(bs, slice):
+            return bs, len(range(self.batch_size)[bs])
+        if not isinstance(bs, torch.Tensor):
+            raise ValueError(f"bs must be a slice or a tensor, got {type(bs).__name__}.")
+        if bs.dtype == torch.bool:
+            if tuple(bs.shape) != (self.batch_size,):
+                raise ValueError(
+                    f"A bool bs mask must have shape ({self.batch_size},), got {tuple(bs.shape)}."
+                )
+            bs = bs.nonzero().squeeze(1)  # (B',)
+        elif bs.dtype.is_floating_point or bs.dtype.is_complex or bs.dim() != 1:
+            raise ValueError(
+                f"bs must be a 1-D integer index or a bool mask, got {tuple(bs.shape)} {bs.dtype}."
+            )
+        return bs.to(device=self.device, dtype=torch.long), bs.numel()
+
+    def _times(self, ts: int | slice) -> tuple[int | slice, int | None]:
+        """Normalise a time selector to (int in range or slice, its length or None for int)."""
+        if isinstance(ts, slice):
+            return ts, len(range(self.max_seq_length)[ts])
+        t = operator.index(ts)
+        if not -self.max_seq_length <= t < self.max_seq_length:
+            raise ValueError(f"Time step {t} is out of range for T={self.max_seq_length}.")
+        return t % self.max_seq_length, None
+
+    # ------------------------------------------------------------------ writing
+    def update(
+        self,
+        values: Mapping[str, torch.Tensor],
+        ts: int | slice,
+        bs: slice | torch.Tensor = slice(None),
+        mark_filled: bool = True,
+    ) -> None:
+        """Write ``values`` at episodes ``bs`` and time ``ts``; compute derived fields.
+
+        For an int ``ts`` each value is (len(bs), *entry_shape); for a slice ``ts`` it is
+        (len(bs), len(ts), *entry_shape). A trailing size-1 dim may be left out when the
+        entry shape ends in (1,). Values are cast to the storage dtype and moved to the
+        batch device. Nothing is written if any value is invalid.
+        """
+        b_idx, n_b = self._episodes(bs)
+        t_idx, n_t = self._times(ts)
+        lead = (n_b,) if n_t is None else (n_b, n_t)
+        staged: dict[str, torch.Tensor] = {}
+        for name, value in values.items():
+            if name == FILLED:
+                raise ValueError(f"{FILLED!r} cannot be written directly; use mark_filled.")
+            if name not in self.scheme.fields:
+                raise ValueError(
+                    f"Unknown field {name!r}; fields are {sorted(self.scheme.fields)}."
+                )
+            if self.scheme.fields[name].source is not None:
+                raise ValueError(
+                    f"Field {name!r} is derived from {self.scheme.fields[name].source!r} and "
+                    "cannot be written directly."
+                )
+            value = torch.as_tensor(value)
+            staged[name] = self._conform(name, value, lead)
+            for derived in self.scheme.derived(name):
+                transform = self.scheme.fields[derived].transform
+                assert transform is not None  # guaranteed by Scheme validation
+                staged[derived] = self._conform(derived, transform(staged[name]), lead)
+        for name, value in staged.items():
+            self.data[name][b_idx, t_idx] = value
+        if mark_filled:
+            self.data[FILLED][b_idx, t_idx] = True
+
+    def _conform(self, name: str, value: torch.Tensor, lead: tuple[int, ...]) -> torch.Tensor:
+        """Check ``value`` against (*lead, *entry_shape) and cast it for storage."""
+        entry = self.scheme.entry_shape(name)
+        expected = (*lead, *entry)
+        got = tuple(value.shape)
+        if got != expected:
+            if entry[-1] == 1 and got == expected[:-1]:
+                value = value.unsqueeze(-1)
+            else:
+                raise ValueError(f"Field {name!r}: expected shape {expected}, got {got}.")
+        return value.to(device=self.device, dtype=self.scheme.fields[name].dtype)
+
+    def mark_filled(self, ts: int, mask: torch.Tensor) -> None:
+        """Mark time ``ts`` filled for the episodes where ``mask`` (B,) bool is True."""
+        t_idx, _ = self._times(ts)
+        if tuple(mask.shape) != (self.batch_size,) or mask.dtype != torch.bool:
+            raise ValueError(
+                f"mark_filled needs a ({self.batch_size},) bool mask, got "
+                f"{tuple(mask.shape)} {mask.dtype}."
+            )
+        filled = self.data[FILLED][:, t_idx, 0]  # (B,)
+        filled |= mask.to(self.device)
+
+    # ------------------------------------------------------------------ reading
+    def max_t_filled(self) -> int:
+        """1 + the last time index filled in any episode (0 if nothing is filled)."""
+        filled_t = self.data[FILLED].any(dim=2).any(dim=0)  # (T,)
+        steps = filled_t.nonzero()  # (K, 1)
+        return 0 if steps.numel() == 0 else int(steps[-1, 0]) + 1
+
+    def slice_time(self, t_end: int) -> EpisodeBatch:
+        """The first ``t_end`` steps of every episode (tensors are views)."""
+        if not 0 <= t_end <= self.max_seq_length:
+            raise ValueError(f"t_end must be in [0, {self.max_seq_length}], got {t_end}.")
+        data = {name: tensor[:, :t_end] for name, tensor in self.data.items()}  # (B, t_end, ...)
+        return EpisodeBatch(self.scheme, self.batch_size, t_end, self.device, data)
+
+    def index(self, idx: torch.Tensor) -> EpisodeBatch:
+        """Episodes ``idx`` ((B',) long index or (B,) bool mask), copied into a new batch."""
+        b_idx, n_b = self._episodes(idx)
+        data = {name: tensor[b_idx] for name, tensor in self.data.items()}  # (B', T, ...)
+        return EpisodeBatch(self.scheme, n_b, self.max_seq_length, self.device, data)
+
+    def to(self, device: torch.device | str) -> EpisodeBatch:
+        """This batch on ``device`` (shares tensors when already there)."""
+        device = torch.device(device)
+        data = {name: tensor.to(device) for name, tensor in self.data.items()}
+        return EpisodeBatch(self.scheme, self.batch_size, self.max_seq_length, device, data)
+
+    def nbytes(self) -> int:
+        """Bytes held by the stored tensors (including filled)."""
+        return sum(t.numel() * t.element_size() for t in self.data.values())

@@ -1,0 +1,152 @@
+"""Ring buffer of whole episodes, stored in the scheme's compact dtypes.
+
+Shapes: C capacity (episodes), T max_seq_length, B episodes per insert/sample.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from marl.data.episode_batch import EpisodeBatch
+from marl.data.scheme import FILLED, Scheme
+
+
+class EpisodeReplayBuffer:
+    """Ring buffer of whole episodes.
+
+    Holds its own storage, an :class:`EpisodeBatch` of ``capacity`` episodes (by
+    composition), whose slots ``0 .. len(self)-1`` are occupied. New episodes overwrite
+    the oldest once full.
+    """
+
+    def __init__(
+        self,
+        scheme: Scheme,
+        capacity: int,
+        max_seq_length: int,
+        device: torch.device | str = "cpu",
+    ):
+        if capacity < 1:
+            raise ValueError(f"capacity must be >= 1, got {capacity}.")
+        self.scheme = scheme
+        self.capacity = int(capacity)
+        self.max_seq_length = int(max_seq_length)
+        self.device = torch.device(device)
+        self._storage = EpisodeBatch(scheme, self.capacity, self.max_seq_length, self.device)
+        self._pos = 0  # slot the next episode goes to
+        self._size = 0  # episodes stored
+
+    def __len__(self) -> int:
+        """Number of episodes stored."""
+        return self._size
+
+    def __repr__(self) -> str:
+        return (
+            f"EpisodeReplayBuffer(size={self._size}, capacity={self.capacity}, "
+            f"max_seq_length={self.max_seq_length}, device={self.device})"
+        )
+
+    def _check_layout(self, batch: EpisodeBatch) -> None:
+        """Raise ValueError unless ``batch`` stores exactly the fields this buffer stores."""
+        if batch.max_seq_length != self.max_seq_length:
+            raise ValueError(
+                f"Batch max_seq_length {batch.max_seq_length} does not match the buffer's "
+                f"{self.max_seq_length}."
+            )
+        if set(batch.scheme.fields) != set(self.scheme.fields):
+            raise ValueError(
+                f"Batch fields {sorted(batch.scheme.fields)} do not match the buffer's "
+                f"{sorted(self.scheme.fields)}."
+            )
+        for name, field in self.scheme.fields.items():
+            mine = (self.scheme.entry_shape(name), field.dtype)
+            theirs = (batch.scheme.entry_shape(name), batch.scheme.fields[name].dtype)
+            if mine != theirs:
+                raise ValueError(
+                    f"Batch field {name!r} is {theirs[0]} {theirs[1]}, the buffer stores "
+                    f"{mine[0]} {mine[1]}."
+                )
+
+    def insert(self, batch: EpisodeBatch) -> None:
+        """Append ``batch``'s episodes in ring order; only the last ``capacity`` are kept
+        when the batch is larger than the buffer."""
+        self._check_layout(batch)
+        n = batch.batch_size
+        if n == 0:
+            return
+        kept = min(n, self.capacity)
+        offsets = torch.arange(n - kept, n, device=self.device)  # (kept,)
+        slots = (self._pos + offsets) % self.capacity  # (kept,) distinct
+        for name, tensor in batch.data.items():
+            self._storage.data[name][slots] = tensor[n - kept :].to(self.device)  # (kept, T, ...)
+        self._pos = (self._pos + n) % self.capacity
+        self._size = min(self._size + n, self.capacity)
+
+    def can_sample(self, n: int) -> bool:
+        """Whether ``n`` distinct episodes are stored."""
+        return self._size >= n
+
+    def sample(self, n: int, generator: torch.Generator) -> EpisodeBatch:
+        """``n`` distinct stored episodes drawn uniformly (``generator`` lives on the CPU)."""
+        if n < 1 or n > self._size:
+            raise ValueError(f"Cannot sample {n} episodes from a buffer holding {self._size}.")
+        perm = torch.randperm(self._size, generator=generator)[:n]  # (n,) on CPU
+        return self._storage.index(perm.to(self.device))
+
+    def state_dict(self) -> dict[str, Any]:
+        """The stored episodes (CPU tensors, copies) plus the ring position and size.
+
+        Contains only tensors, ints and strings, so ``torch.load(weights_only=True)`` reads it.
+        """
+        return {
+            "data": {
+                name: tensor[: self._size].to("cpu", copy=True)  # (size, T, ...)
+                for name, tensor in self._storage.data.items()
+            },
+            "pos": self._pos,
+            "size": self._size,
+            "capacity": self.capacity,
+            "max_seq_length": self.max_seq_length,
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore exactly what :meth:`state_dict` saved; ValueError on any mismatch."""
+        missing = {"data", "pos", "size", "capacity", "max_seq_length"} - set(state)
+        if missing:
+            raise ValueError(f"Replay buffer state is missing keys {sorted(missing)}.")
+        if (state["capacity"], state["max_seq_length"]) != (self.capacity, self.max_seq_length):
+            raise ValueError(
+                f"Replay buffer state has capacity {state['capacity']} and max_seq_length "
+                f"{state['max_seq_length']}, this buffer {self.capacity} and "
+                f"{self.max_seq_length}."
+            )
+        size, pos = int(state["size"]), int(state["pos"])
+        if not 0 <= size <= self.capacity or not 0 <= pos < self.capacity:
+            raise ValueError(f"Replay buffer state has invalid size {size} or pos {pos}.")
+        if size < self.capacity and pos != size:
+            raise ValueError(f"Replay buffer state has pos {pos} != size {size} while not full.")
+        data = state["data"]
+        names = [*self.scheme.fields, FILLED]
+        if set(data) != set(names):
+            raise ValueError(
+                f"Replay buffer state has fields {sorted(data)}, expected {sorted(names)}."
+            )
+        for name in names:
+            stored = self._storage.data[name]
+            expected = (size, *stored.shape[1:])
+            got = data[name]
+            if tuple(got.shape) != expected or got.dtype != stored.dtype:
+                raise ValueError(
+                    f"Replay buffer state field {name!r} must be {expected} {stored.dtype}, got "
+                    f"{tuple(got.shape)} {got.dtype}."
+                )
+        for name in names:
+            self._storage.data[name].zero_()
+            self._storage.data[name][:size] = data[name].to(self.device)
+        self._size, self._pos = size, pos
+
+    def nbytes(self) -> int:
+        """Bytes of the buffer's storage tensors."""
+        return self._storage.nbytes()

@@ -1,0 +1,83 @@
+"""The batched environment protocol every env presents to the runner.
+
+A batched env holds B copies of one task and steps them together on one torch
+device. Native envs (``matrix``, later ``battle``) implement it directly;
+single-env packages are wrapped (serially for B=1, in worker processes for B>1).
+
+Shapes: B env copies, N agents, A actions, O obs size, S state size.
+
+Semantics (SMAC's, batched):
+
+- ``reset()`` starts a new episode in all B copies, drawing any randomness from
+  the env's own generator (seeded at construction).
+- ``step(actions)`` advances every copy. ``terminated[b]`` is True on the step
+  an episode ends for any reason; ``info["episode_limit"][b]`` is True when it
+  ended only because the time limit was reached (a truncation, to be
+  bootstrapped). A copy stepped after it ended must not raise; the runner
+  ignores what it returns.
+- ``info`` maps names to (B,) tensors; envs with battles report
+  ``battle_won``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any, NamedTuple, Protocol, runtime_checkable
+
+import torch
+
+
+@dataclass(frozen=True)
+class EnvInfo:
+    """Static description of an env, with SMAC's ``get_env_info`` keys."""
+
+    n_agents: int
+    n_actions: int
+    obs_shape: int
+    state_shape: int
+    episode_limit: int
+
+    def as_dict(self) -> dict[str, int]:
+        return asdict(self)
+
+
+class StepResult(NamedTuple):
+    reward: torch.Tensor  # (B,) float32, shared team reward
+    terminated: torch.Tensor  # (B,) bool, the episode ended (for any reason)
+    info: dict[str, torch.Tensor]  # name -> (B,), always has "episode_limit" (bool)
+
+
+@runtime_checkable
+class BatchedEnv(Protocol):
+    """What the runner talks to: B copies of one task on one device."""
+
+    batch_size: int
+    device: torch.device
+
+    def get_env_info(self) -> EnvInfo: ...
+
+    def reset(self) -> None: ...
+
+    def obs(self) -> torch.Tensor:
+        """Per-agent observations, (B, N, O) float32."""
+        ...
+
+    def state(self) -> torch.Tensor:
+        """Global state, (B, S) float32."""
+        ...
+
+    def avail_actions(self) -> torch.Tensor:
+        """Available-action masks, (B, N, A) bool."""
+        ...
+
+    def step(self, actions: torch.Tensor) -> StepResult:
+        """Apply actions (B, N) long to every copy."""
+        ...
+
+    def state_dict(self) -> dict[str, Any]:
+        """Everything needed to continue exactly: generators, counters, internals."""
+        ...
+
+    def load_state_dict(self, state: dict[str, Any]) -> None: ...
+
+    def close(self) -> None: ...

@@ -1,0 +1,65 @@
+"""Epsilon-greedy action selection over available actions.
+
+Shapes: B env copies, N agents, A actions.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from marl.exploration.schedules import LinearSchedule
+from marl.ops.masked import masked_fill_unavailable
+
+
+@dataclass
+class EpsilonGreedyConfig:
+    """Schema for epsilon-greedy exploration (`algo.action_selector`)."""
+
+    _target_: str = "marl.exploration.epsilon_greedy.EpsilonGreedy"
+    epsilon_start: float = 1.0
+    """Exploration rate at t_env = 0."""
+    epsilon_finish: float = 0.05
+    """Exploration rate after the anneal."""
+    epsilon_anneal_time: int = 50000
+    """Environment steps of the linear anneal."""
+
+
+class EpsilonGreedy:
+    """Greedy over available actions, uniform over available ones with probability epsilon.
+
+    Stateless: epsilon is a function of ``t_env``, so the schedule's position is
+    restored with the env step counter.
+    """
+
+    def __init__(
+        self,
+        epsilon_start: float = 1.0,
+        epsilon_finish: float = 0.05,
+        epsilon_anneal_time: int = 50000,
+    ) -> None:
+        self.schedule = LinearSchedule(epsilon_start, epsilon_finish, epsilon_anneal_time)
+
+    def epsilon(self, t_env: int) -> float:
+        return self.schedule(t_env)
+
+    def select(
+        self,
+        q: torch.Tensor,
+        avail: torch.Tensor,
+        t_env: int,
+        test_mode: bool,
+        generator: torch.Generator,
+    ) -> torch.Tensor:
+        """q (B, N, A), avail (B, N, A) bool -> actions (B, N) long; greedy in test mode."""
+        if not bool(avail.any(dim=-1).all()):
+            raise ValueError("every agent needs at least one available action")
+        greedy = masked_fill_unavailable(q, avail).argmax(dim=-1)  # (B, N)
+        if test_mode:
+            return greedy
+        eps = self.epsilon(t_env)
+        flat_avail = avail.reshape(-1, avail.shape[-1]).float()  # (B * N, A)
+        random_actions = torch.multinomial(flat_avail, 1, generator=generator)  # (B * N, 1)
+        explore = torch.rand(greedy.shape, generator=generator, device=q.device) < eps  # (B, N)
+        return torch.where(explore, random_actions.view_as(greedy), greedy)  # (B, N)

@@ -1,0 +1,219 @@
+"""Value-decomposition Q-learning: IQL (no mixer), VDN and QMIX.
+
+- IQL: independent Q-learners with a shared network (Tan 1993).
+- VDN: Q_tot is the sum of agent Qs (Sunehag et al. 2018).
+- QMIX: Q_tot is a monotonic, state-conditioned mix of agent Qs (Rashid et al. 2018).
+
+All three share one update, PyMARL's ``QLearner.train``: unroll the agents over
+the episodes, take the Q-values of the chosen actions, value the next steps with
+the target networks (the live network picks the action with ``double_q``), mix
+both sides, and regress on r + gamma * (1 - terminated) * next value (or
+TD(lambda) returns) under a mask of real transitions.
+
+Shapes: B episodes, T steps (transitions; the batch holds T + 1 states),
+N agents, A actions, S state size, K = 1 with a mixer, N without.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+from marl.data.episode_batch import EpisodeBatch
+from marl.ops.masked import masked_fill_unavailable, masked_mean
+from marl.ops.returns import one_step_targets, td_lambda_targets
+
+
+@dataclass
+class QLearnerConfig:
+    """Schema for `learner=q_learning`."""
+
+    _target_: str = "marl.learners.q_learning.QLearner"
+    gamma: float = 0.99
+    """Discount factor."""
+    lr: float = 0.0005
+    """Learning rate."""
+    optimizer: str = "rmsprop"
+    """rmsprop | adam."""
+    optim_alpha: float = 0.99
+    """RMSprop smoothing constant."""
+    optim_eps: float = 0.00001
+    """Optimiser epsilon."""
+    grad_norm_clip: float = 10.0
+    """Clip the global gradient norm to this value."""
+    double_q: bool = True
+    """Choose next actions with the live network, value them with the target network."""
+    td_lambda: float = 0.0
+    """Lambda of TD(lambda) targets; 0 gives 1-step targets."""
+    target_update_interval: int = 200
+    """Episodes between hard target-network copies (used when tau is null)."""
+    tau: float | None = None
+    """Soft target update rate per training step; null for hard copies."""
+
+
+def valid_transitions(batch: EpisodeBatch) -> torch.Tensor:
+    """Mask of real transitions, (B, T, 1) bool.
+
+    Transition t is real when steps t and t + 1 were both written (t + 1 holds the
+    next state) and no earlier step of the episode terminated.
+    """
+    filled = batch["filled"]  # (B, T + 1, 1)
+    terminated = batch["terminated"][:, :-1].bool()  # (B, T, 1)
+    ended_before = torch.cumsum(terminated.int(), dim=1) - terminated.int()  # (B, T, 1)
+    return filled[:, :-1] & filled[:, 1:] & (ended_before == 0)  # (B, T, 1)
+
+
+def next_action_values(
+    target_q: torch.Tensor, live_q: torch.Tensor | None, avail: torch.Tensor
+) -> torch.Tensor:
+    """Value of the next step per agent, (B, T, N).
+
+    target_q, live_q (B, T, N, A) and avail (B, T, N, A) are for steps 1..T. With
+    ``live_q`` (double Q) the live network picks the action and the target network
+    values it; otherwise the target network's max. Agents with no available action
+    (padding) get 0.
+    """
+    target_masked = masked_fill_unavailable(target_q, avail)  # (B, T, N, A)
+    if live_q is None:
+        values = target_masked.max(dim=-1).values  # (B, T, N)
+    else:
+        best = masked_fill_unavailable(live_q, avail).argmax(dim=-1, keepdim=True)  # (B, T, N, 1)
+        values = target_q.gather(-1, best).squeeze(-1)  # (B, T, N)
+    return torch.where(avail.any(dim=-1), values, torch.zeros_like(values))  # (B, T, N)
+
+
+class QLearner:
+    """Trains a controller (and an optional mixer) with the Q-learning update."""
+
+    def __init__(
+        self,
+        mac: nn.Module,
+        mixer: nn.Module | None,
+        gamma: float = 0.99,
+        lr: float = 0.0005,
+        optimizer: str = "rmsprop",
+        optim_alpha: float = 0.99,
+        optim_eps: float = 0.00001,
+        grad_norm_clip: float = 10.0,
+        double_q: bool = True,
+        td_lambda: float = 0.0,
+        target_update_interval: int = 200,
+        tau: float | None = None,
+    ) -> None:
+        self.mac = mac
+        self.mixer = mixer
+        self.target_mac = copy.deepcopy(mac).requires_grad_(False)
+        self.target_mixer = None if mixer is None else copy.deepcopy(mixer).requires_grad_(False)
+        self.gamma = gamma
+        self.grad_norm_clip = grad_norm_clip
+        self.double_q = double_q
+        self.td_lambda = td_lambda
+        self.target_update_interval = target_update_interval
+        self.tau = tau
+        self.params = list(mac.parameters()) + ([] if mixer is None else list(mixer.parameters()))
+        if optimizer == "rmsprop":
+            self.optimiser: torch.optim.Optimizer = torch.optim.RMSprop(
+                self.params, lr=lr, alpha=optim_alpha, eps=optim_eps
+            )
+        elif optimizer == "adam":
+            self.optimiser = torch.optim.Adam(self.params, lr=lr, eps=optim_eps)
+        else:
+            raise ValueError(f"learner.optimizer must be 'rmsprop' or 'adam', got {optimizer!r}")
+        self.train_steps = 0
+        self.last_target_update_episode = 0
+
+    def train(self, batch: EpisodeBatch, t_env: int, episode: int) -> dict[str, float]:
+        """One gradient step on a batch of episodes; returns the update's stats."""
+        # 1. MASKS AND DATA
+        rewards = batch["reward"][:, :-1].float()  # (B, T, 1)
+        terminated = batch["terminated"][:, :-1].float()  # (B, T, 1)
+        actions = batch["actions"][:, :-1].long()  # (B, T, N, 1)
+        avail_next = batch["avail_actions"][:, 1:].bool()  # (B, T, N, A)
+        states = batch["state"].float()  # (B, T + 1, S)
+        mask = valid_transitions(batch).float()  # (B, T, 1)
+
+        # 2. Q-VALUES OF THE TAKEN ACTIONS
+        q = self.mac.unroll(batch)  # (B, T + 1, N, A)
+        chosen = q[:, :-1].gather(-1, actions).squeeze(-1)  # (B, T, N)
+
+        # 3. TARGET VALUES OF THE NEXT STEPS
+        with torch.no_grad():
+            target_q = self.target_mac.unroll(batch)[:, 1:]  # (B, T, N, A)
+            live_next = q.detach()[:, 1:] if self.double_q else None  # (B, T, N, A)
+            next_values = next_action_values(target_q, live_next, avail_next)  # (B, T, N)
+
+        # 4. MIX
+        if self.mixer is not None:
+            chosen = self.mixer(chosen, states[:, :-1])  # (B, T, 1)
+            with torch.no_grad():
+                assert self.target_mixer is not None
+                next_values = self.target_mixer(next_values, states[:, 1:])  # (B, T, 1)
+
+        # 5. TARGETS AND LOSS
+        with torch.no_grad():
+            if self.td_lambda > 0:
+                targets = td_lambda_targets(
+                    rewards, terminated, mask, next_values, self.gamma, self.td_lambda
+                )  # (B, T, K)
+            else:
+                targets = one_step_targets(rewards, terminated, next_values, self.gamma)
+        td_error = chosen - targets  # (B, T, K)
+        loss = masked_mean(td_error.pow(2), mask)
+
+        # 6. OPTIMISE
+        self.optimiser.zero_grad(set_to_none=True)
+        loss.backward()
+        grad_norm = torch.nn.utils.clip_grad_norm_(self.params, self.grad_norm_clip)
+        self.optimiser.step()
+        self.train_steps += 1
+
+        # 7. TARGET NETWORKS
+        self._update_targets(episode)
+
+        with torch.no_grad():
+            return {
+                "learner/loss": loss.item(),
+                "learner/grad_norm": grad_norm.item(),
+                "learner/td_error_abs": masked_mean(td_error.abs(), mask).item(),
+                "learner/q_taken_mean": masked_mean(chosen, mask).item(),
+                "learner/target_mean": masked_mean(targets, mask).item(),
+            }
+
+    def _update_targets(self, episode: int) -> None:
+        pairs = [(self.target_mac, self.mac)]
+        if self.mixer is not None and self.target_mixer is not None:
+            pairs.append((self.target_mixer, self.mixer))
+        if self.tau is not None:
+            with torch.no_grad():
+                for target, live in pairs:
+                    for tp, p in zip(target.parameters(), live.parameters(), strict=True):
+                        tp.lerp_(p, self.tau)
+        elif episode - self.last_target_update_episode >= self.target_update_interval:
+            for target, live in pairs:
+                target.load_state_dict(live.state_dict())
+            self.last_target_update_episode = episode
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "mac": self.mac.state_dict(),
+            "target_mac": self.target_mac.state_dict(),
+            "mixer": None if self.mixer is None else self.mixer.state_dict(),
+            "target_mixer": None if self.target_mixer is None else self.target_mixer.state_dict(),
+            "optimiser": self.optimiser.state_dict(),
+            "train_steps": self.train_steps,
+            "last_target_update_episode": self.last_target_update_episode,
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.mac.load_state_dict(state["mac"])
+        self.target_mac.load_state_dict(state["target_mac"])
+        if self.mixer is not None and self.target_mixer is not None:
+            self.mixer.load_state_dict(state["mixer"])
+            self.target_mixer.load_state_dict(state["target_mixer"])
+        self.optimiser.load_state_dict(state["optimiser"])
+        self.train_steps = int(state["train_steps"])
+        self.last_target_update_episode = int(state["last_target_update_episode"])

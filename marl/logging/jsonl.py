@@ -1,0 +1,54 @@
+"""``metrics.jsonl``: one JSON object per log event, so results survive without W&B."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO
+
+from marl.logging.base import Logger, RunInfo
+
+
+@dataclass
+class JsonlLoggerConfig:
+    """Schema for the `jsonl` logger."""
+
+    _target_: str = "marl.logging.jsonl.JsonlLogger"
+    filename: str = "metrics.jsonl"
+    """File name inside the run folder."""
+    exclude_prefixes: list[str] = field(default_factory=lambda: ["time/"])
+    """Metric prefixes left out; wall-clock metrics would make identical runs differ."""
+
+
+class JsonlLogger(Logger):
+    """Appends ``{"t_env": ..., <metric>: <value>, ...}`` lines to the run's file."""
+
+    def __init__(self, filename: str = "metrics.jsonl", exclude_prefixes: list[str] | None = None):
+        self.filename = filename
+        self.exclude_prefixes = tuple(exclude_prefixes or ())
+        self.path: Path | None = None
+        self._file: IO[str] | None = None
+
+    def start(self, run: RunInfo) -> None:
+        self.path = run.run_dir / self.filename
+        if self.path.exists() and self.path.stat().st_size > 0:
+            raise FileExistsError(
+                f"{self.path} already holds metrics of another run; "
+                "start a new run folder instead of overwriting it."
+            )
+        self._file = self.path.open("a", encoding="utf-8")
+
+    def log(self, metrics: Mapping[str, float], t_env: int) -> None:
+        if self._file is None:
+            raise RuntimeError("JsonlLogger.log called before start")
+        kept = {k: v for k, v in metrics.items() if not k.startswith(self.exclude_prefixes)}
+        if kept:
+            self._file.write(json.dumps({"t_env": t_env, **kept}) + "\n")
+            self._file.flush()
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None

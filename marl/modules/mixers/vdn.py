@@ -1,0 +1,35 @@
+"""VDN mixer (Sunehag et al., 2018, "Value-Decomposition Networks For Cooperative
+Multi-Agent Learning"): ``Q_tot = sum_i Q_i``.
+
+Shape legend: ``B`` episodes, ``T`` time steps, ``N`` agents, ``S`` state size.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from torch import Tensor, nn
+
+__all__ = ["VDNMixer", "VDNMixerConfig"]
+
+
+@dataclass
+class VDNMixerConfig:
+    """Structured-config schema for :class:`VDNMixer` (no hyperparameters)."""
+
+    _target_: str = "marl.modules.mixers.vdn.VDNMixer"
+    """Import path Hydra instantiates."""
+
+
+class VDNMixer(nn.Module):
+    """Sum agent utilities into a joint value; has no parameters."""
+
+    def __init__(self, n_agents: int, state_dim: int) -> None:
+        """Accept ``n_agents``/``state_dim`` for a constructor uniform with other mixers."""
+        super().__init__()
+        self.n_agents = n_agents
+        self.state_dim = state_dim
+
+    def forward(self, agent_qs: Tensor, states: Tensor) -> Tensor:
+        """Map ``agent_qs`` ``(B, T, N)`` (``states`` ``(B, T, S)`` unused) to ``(B, T, 1)``."""
+        return agent_qs.sum(dim=-1, keepdim=True)  # (B, T, 1)

@@ -1,0 +1,141 @@
+"""Tests for marl.data.episode_batch.EpisodeBatch."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from marl.data import EpisodeBatch, Field, OneHot, Scheme, compact_index_dtype
+
+B, T, N, A = 4, 6, 3, 5
+
+
+def make_scheme() -> Scheme:
+    return Scheme(
+        fields={
+            "state": Field((4,)),
+            "obs": Field((2,), group="agents"),
+            "avail_actions": Field((A,), torch.bool, group="agents"),
+            "actions": Field((1,), compact_index_dtype(A), group="agents"),
+            "actions_onehot": Field(
+                (A,), torch.uint8, "agents", source="actions", transform=OneHot(A)
+            ),
+            "reward": Field((1,)),
+            "terminated": Field((1,), torch.bool),
+        },
+        groups={"agents": N},
+    )
+
+
+def test_zeros_and_dtypes() -> None:
+    batch = EpisodeBatch(make_scheme(), B, T)
+    assert batch["obs"].shape == (B, T, N, 2)
+    assert batch["filled"].shape == (B, T, 1) and batch["filled"].dtype == torch.bool
+    assert batch["actions"].dtype == torch.uint8
+    assert batch["avail_actions"].dtype == torch.bool
+    assert batch.max_t_filled() == 0
+    assert batch.nbytes() == B * T * make_scheme().nbytes_per_step()
+    with pytest.raises(KeyError):
+        batch["nope"]
+
+
+def test_update_casts_and_one_hot_at_write_time() -> None:
+    batch = EpisodeBatch(make_scheme(), B, T)
+    actions = torch.tensor([[0, 1, 4], [2, 2, 3], [4, 0, 0], [1, 3, 2]])  # (B, N) long
+    avail = torch.ones(B, N, A)  # float in, bool stored
+    batch.update({"actions": actions, "avail_actions": avail, "reward": torch.arange(B)}, ts=2)
+    assert batch["actions"].dtype == torch.uint8
+    assert torch.equal(batch["actions"][:, 2, :, 0], actions.to(torch.uint8))
+    assert batch["avail_actions"][:, 2].all() and not batch["avail_actions"][:, 1].any()
+    onehot = batch["actions_onehot"]  # (B, T, N, A) uint8
+    assert onehot.dtype == torch.uint8
+    assert torch.equal(onehot[:, 2], torch.nn.functional.one_hot(actions, A).to(torch.uint8))
+    assert onehot[:, :2].sum() == 0 and onehot[:, 3:].sum() == 0
+    assert torch.equal(batch["reward"][:, 2, 0], torch.arange(B, dtype=torch.float32))
+    assert batch["filled"][:, 2].all() and batch["filled"].sum() == B
+
+
+def test_update_time_slice() -> None:
+    batch = EpisodeBatch(make_scheme(), B, T)
+    state = torch.randn(2, 3, 4)  # (len(bs), len(ts), 4)
+    batch.update({"state": state, "reward": torch.ones(2, 3)}, ts=slice(1, 4), bs=slice(0, 2))
+    assert torch.equal(batch["state"][:2, 1:4], state)
+    assert batch["reward"][:2, 1:4].eq(1).all() and batch["reward"].sum() == 6
+    assert batch["filled"][:2, 1:4].all() and batch["filled"].sum() == 6
+
+
+def test_shape_errors_name_the_field() -> None:
+    batch = EpisodeBatch(make_scheme(), B, T)
+    with pytest.raises(ValueError, match=r"'obs'.*\(4, 3, 2\).*\(4, 2, 3\)"):
+        batch.update({"obs": torch.zeros(B, 2, N)}, ts=0)
+    with pytest.raises(ValueError, match="'state'"):
+        batch.update({"state": torch.zeros(B, 4)}, ts=slice(0, 2))
+    # a missing trailing dim is only accepted when the entry shape ends in (1,)
+    with pytest.raises(ValueError, match="'state'"):
+        batch.update({"state": torch.zeros(B)}, ts=0)
+    with pytest.raises(ValueError, match="'nope'"):
+        batch.update({"nope": torch.zeros(B)}, ts=0)
+    with pytest.raises(ValueError, match=r"'actions_onehot'.*derived"):
+        batch.update({"actions_onehot": torch.zeros(B, N, A)}, ts=0)
+    with pytest.raises(ValueError, match="filled"):
+        batch.update({"filled": torch.ones(B, 1)}, ts=0)
+    # nothing was written by the failed updates
+    assert batch.max_t_filled() == 0 and batch["state"].abs().sum() == 0
+
+
+def test_filled_and_max_t_filled_with_different_lengths() -> None:
+    batch = EpisodeBatch(make_scheme(), B, T)
+    lengths = torch.tensor([2, 5, 1, 3])
+    for t in range(T):
+        running = lengths > t  # (B,) bool
+        if not running.any():
+            break
+        k = int(running.sum())
+        batch.update({"reward": torch.full((k,), float(t))}, ts=t, bs=running)
+    assert torch.equal(batch["filled"].sum(dim=(1, 2)), lengths)
+    assert batch.max_t_filled() == 5
+    assert batch["reward"][1, 4, 0] == 4 and batch["reward"][0, 4, 0] == 0
+    assert batch.slice_time(3).max_t_filled() == 3
+
+
+def test_update_with_bool_mask_and_index_tensor() -> None:
+    batch = EpisodeBatch(make_scheme(), B, T)
+    mask = torch.tensor([True, False, True, False])
+    batch.update({"state": torch.ones(2, 4)}, ts=1, bs=mask, mark_filled=False)
+    assert batch["state"][:, 1].sum(-1).tolist() == [4.0, 0.0, 4.0, 0.0]
+    assert batch.max_t_filled() == 0
+    batch.update({"state": 2 * torch.ones(2, 4)}, ts=3, bs=torch.tensor([3, 1]))
+    assert batch["state"][:, 3].sum(-1).tolist() == [0.0, 8.0, 0.0, 8.0]
+    assert batch.max_t_filled() == 4
+    with pytest.raises(ValueError, match="'state'"):
+        batch.update({"state": torch.ones(3, 4)}, ts=1, bs=mask)
+    with pytest.raises(ValueError, match="mask"):
+        batch.update({"state": torch.ones(2, 4)}, ts=1, bs=torch.tensor([True, False]))
+
+
+def test_slice_time_index_to() -> None:
+    batch = EpisodeBatch(make_scheme(), B, T)
+    state = torch.randn(B, T, 4)
+    batch.update({"state": state}, ts=slice(None))
+    short = batch.slice_time(4)
+    assert short.max_seq_length == 4 and short["state"].shape == (B, 4, 4)
+    assert short["obs"].shape == (B, 4, N, 2)
+    assert torch.equal(short["state"], state[:, :4])
+    sub = batch.index(torch.tensor([2, 0]))
+    assert sub.batch_size == 2 and torch.equal(sub["state"], state[[2, 0]])
+    assert sub["filled"].all() and sub["actions"].dtype == torch.uint8
+    masked = batch.index(torch.tensor([False, True, True, False]))
+    assert torch.equal(masked["state"], state[1:3])
+    moved = batch.to("cpu")
+    assert moved.device == torch.device("cpu") and torch.equal(moved["state"], state)
+    assert moved.nbytes() == batch.nbytes()
+    with pytest.raises(ValueError):
+        batch.slice_time(T + 1)
+
+
+def test_constructor_checks_data() -> None:
+    scheme = make_scheme()
+    data = dict(EpisodeBatch(scheme, B, T).data)
+    data["state"] = torch.zeros(B, T, 5)
+    with pytest.raises(ValueError, match="'state'"):
+        EpisodeBatch(scheme, B, T, data=data)

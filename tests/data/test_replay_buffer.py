@@ -1,0 +1,156 @@
+"""Tests for marl.data.replay_buffer.EpisodeReplayBuffer."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from marl.data import EpisodeBatch, EpisodeReplayBuffer, Field, OneHot, Scheme, compact_index_dtype
+
+T = 4
+
+
+def small_scheme() -> Scheme:
+    return Scheme(
+        fields={
+            "ep": Field((1,), torch.int32),  # episode id, to track which episodes are stored
+            "actions": Field((1,), torch.uint8, group="agents"),
+            "actions_onehot": Field(
+                (3,), torch.bool, "agents", source="actions", transform=OneHot(3)
+            ),
+        },
+        groups={"agents": 2},
+    )
+
+
+def episodes(first: int, count: int, scheme: Scheme | None = None) -> EpisodeBatch:
+    """``count`` episodes with ids first .. first+count-1, of length 1 + id % T."""
+    batch = EpisodeBatch(scheme or small_scheme(), count, T)
+    ids = torch.arange(first, first + count)  # (count,)
+    for t in range(T):
+        running = ids % T >= t  # (count,)
+        k = int(running.sum())
+        if k:
+            batch.update(
+                {"ep": ids[running], "actions": (ids[running, None] + t).repeat(1, 2) % 3},
+                ts=t,
+                bs=running,
+            )
+    return batch
+
+
+def stored_ids(buffer: EpisodeReplayBuffer) -> list[int]:
+    """Episode ids slot by slot."""
+    return buffer._storage["ep"][: len(buffer), 0, 0].tolist()
+
+
+def test_ring_wraparound_order() -> None:
+    buffer = EpisodeReplayBuffer(small_scheme(), capacity=5, max_seq_length=T)
+    assert len(buffer) == 0 and not buffer.can_sample(1)
+    for first in (0, 2, 4):
+        buffer.insert(episodes(first, 2))
+    # episodes 0..5 written to slots 0,1,2,3,4,0: episode 0 is overwritten by 5
+    assert len(buffer) == 5
+    assert stored_ids(buffer) == [5, 1, 2, 3, 4]
+    buffer.insert(episodes(6, 1))
+    assert stored_ids(buffer) == [5, 6, 2, 3, 4]
+    assert buffer.can_sample(5) and not buffer.can_sample(6)
+
+
+def test_insert_larger_than_capacity_keeps_last() -> None:
+    buffer = EpisodeReplayBuffer(small_scheme(), capacity=3, max_seq_length=T)
+    buffer.insert(episodes(0, 1))
+    buffer.insert(episodes(10, 7))  # ids 10..16, only 14, 15, 16 survive
+    assert len(buffer) == 3
+    assert sorted(stored_ids(buffer)) == [14, 15, 16]
+    buffer.insert(episodes(20, 1))  # overwrites the oldest, 14
+    assert sorted(stored_ids(buffer)) == [15, 16, 20]
+
+
+def test_insert_checks_layout() -> None:
+    buffer = EpisodeReplayBuffer(small_scheme(), capacity=3, max_seq_length=T)
+    with pytest.raises(ValueError, match="max_seq_length"):
+        buffer.insert(EpisodeBatch(small_scheme(), 1, T + 1))
+    other = Scheme(fields={"ep": Field((1,), torch.int64)}, groups={})
+    with pytest.raises(ValueError, match="fields"):
+        buffer.insert(EpisodeBatch(other, 1, T))
+
+
+def test_sample_reproducible_distinct_and_compact() -> None:
+    buffer = EpisodeReplayBuffer(small_scheme(), capacity=8, max_seq_length=T)
+    buffer.insert(episodes(0, 8))
+    a = buffer.sample(4, torch.Generator().manual_seed(0))
+    b = buffer.sample(4, torch.Generator().manual_seed(0))
+    c = buffer.sample(4, torch.Generator().manual_seed(1))
+    ids_a, ids_c = a["ep"][:, 0, 0].tolist(), c["ep"][:, 0, 0].tolist()
+    assert ids_a == b["ep"][:, 0, 0].tolist() and ids_a != ids_c
+    assert len(set(ids_a)) == 4
+    assert a.batch_size == 4 and a.max_seq_length == T
+    assert a["actions"].dtype == torch.uint8 and a["actions_onehot"].dtype == torch.bool
+    # each sampled episode carries its own length and derived one-hot
+    lengths = a["filled"].sum(dim=(1, 2))
+    assert lengths.tolist() == [1 + i % T for i in ids_a]
+    assert torch.equal(a["actions_onehot"].long().argmax(-1), a["actions"][..., 0].long())
+    with pytest.raises(ValueError):
+        buffer.sample(9, torch.Generator().manual_seed(0))
+
+
+def test_state_dict_round_trip(tmp_path: Path) -> None:
+    buffer = EpisodeReplayBuffer(small_scheme(), capacity=5, max_seq_length=T)
+    for first in (0, 2, 4):
+        buffer.insert(episodes(first, 2))
+    path = tmp_path / "buffer.pt"
+    torch.save(buffer.state_dict(), path)
+    state = torch.load(path, weights_only=True)
+    restored = EpisodeReplayBuffer(small_scheme(), capacity=5, max_seq_length=T)
+    restored.insert(episodes(100, 2))  # junk that the load must replace
+    restored.load_state_dict(state)
+    assert len(restored) == len(buffer) and stored_ids(restored) == stored_ids(buffer)
+    for name in buffer._storage.data:
+        assert torch.equal(restored._storage[name], buffer._storage[name])
+    x = buffer.sample(3, torch.Generator().manual_seed(7))
+    y = restored.sample(3, torch.Generator().manual_seed(7))
+    for name in x.data:
+        assert torch.equal(x[name], y[name])
+    # same ring position: the next insert overwrites the same slot in both
+    buffer.insert(episodes(50, 1))
+    restored.insert(episodes(50, 1))
+    assert stored_ids(restored) == stored_ids(buffer) == [5, 50, 2, 3, 4]
+
+
+def test_load_state_dict_errors() -> None:
+    buffer = EpisodeReplayBuffer(small_scheme(), capacity=5, max_seq_length=T)
+    buffer.insert(episodes(0, 2))
+    state = buffer.state_dict()
+    with pytest.raises(ValueError, match="capacity"):
+        EpisodeReplayBuffer(small_scheme(), capacity=4, max_seq_length=T).load_state_dict(state)
+    state["data"]["actions"] = state["data"]["actions"].long()
+    with pytest.raises(ValueError, match="'actions'"):
+        EpisodeReplayBuffer(small_scheme(), capacity=5, max_seq_length=T).load_state_dict(state)
+
+
+def test_buffer_memory_smaller_than_dense_float32() -> None:
+    n_agents, obs, state, n_actions, t_max, capacity = 8, 128, 216, 14, 151, 16  # SMAC 3s5z
+    scheme = Scheme(
+        fields={
+            "state": Field((state,)),
+            "obs": Field((obs,), group="agents"),
+            "avail_actions": Field((n_actions,), torch.bool, group="agents"),
+            "actions": Field((1,), compact_index_dtype(n_actions), group="agents"),
+            "actions_onehot": Field(
+                (n_actions,), torch.uint8, "agents", source="actions", transform=OneHot(n_actions)
+            ),
+            "reward": Field((1,)),
+            "terminated": Field((1,), torch.bool),
+        },
+        groups={"agents": n_agents},
+    )
+    buffer = EpisodeReplayBuffer(scheme, capacity=capacity, max_seq_length=t_max)
+    per_step = state + n_agents * (obs + n_actions + 1 + n_actions) + 1 + 1 + 1  # + filled
+    dense = 4 * per_step * capacity * t_max
+    assert buffer.nbytes() == scheme.nbytes_per_step() * capacity * t_max
+    assert buffer.nbytes() < dense
+    # per step: compact 5198 bytes vs 5900 dense
+    assert scheme.nbytes_per_step() == 864 + 4096 + 112 + 8 + 112 + 4 + 1 + 1
