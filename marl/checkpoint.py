@@ -40,6 +40,8 @@ def save_checkpoint(root: Path, t_env: int, state: dict[str, Any], meta: dict[st
     """Write ``root/<t_env>/`` atomically: a temporary sibling, fsync, rename."""
     root.mkdir(parents=True, exist_ok=True)
     final = root / str(t_env)
+    if final.exists():
+        raise CheckpointError(f"checkpoint {final} already exists; refusing to overwrite it.")
     tmp = root / f".tmp-{t_env}-{os.getpid()}"
     if tmp.exists():
         shutil.rmtree(tmp)
@@ -57,11 +59,14 @@ def save_checkpoint(root: Path, t_env: int, state: dict[str, Any], meta: dict[st
         with (tmp / name).open("rb") as f:
             os.fsync(f.fileno())
     _fsync_dir(tmp)
-    if final.exists():
-        raise CheckpointError(f"checkpoint {final} already exists; refusing to overwrite it.")
     tmp.rename(final)
     _fsync_dir(root)
     return final
+
+
+def is_step_name(name: str) -> bool:
+    """Step folders are named by ASCII digits only."""
+    return name.isascii() and name.isdigit()
 
 
 def checkpoints_root(path: str | Path) -> Path:
@@ -79,7 +84,7 @@ def checkpoints_root(path: str | Path) -> Path:
 def select_checkpoint(path: str | Path, load_step: int = 0) -> Path:
     """The step folder for ``load_step``: 0 = largest, else nearest (ties to the smaller)."""
     root = checkpoints_root(path)
-    steps = sorted(int(p.name) for p in root.iterdir() if p.is_dir() and p.name.isdigit())
+    steps = sorted(int(p.name) for p in root.iterdir() if p.is_dir() and is_step_name(p.name))
     if not steps:
         raise CheckpointError(f"{root} holds no checkpoint step folders (numeric names).")
     complete = [s for s in steps if (root / str(s) / COMPLETE_MARKER).is_file()]

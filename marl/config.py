@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from hydra import compose, initialize_config_module
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, OmegaConf
 
@@ -123,3 +124,10 @@ def register_configs() -> None:
             cs.store(group=f"schema/{group}", name=name, node=node)
     if not OmegaConf.has_resolver("marl.env_tag"):
         OmegaConf.register_new_resolver("marl.env_tag", env_tag)
+
+
+def compose_config(overrides: list[str] | None = None) -> DictConfig:
+    """The config `marl-train <overrides>` would run, for scripts, notebooks and tests."""
+    register_configs()
+    with initialize_config_module(config_module="marl.conf", version_base="1.3"):
+        return compose(config_name="config", overrides=overrides or [])

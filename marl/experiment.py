@@ -15,6 +15,7 @@ buffer, learner, loggers) and drives them:
 from __future__ import annotations
 
 import logging
+import time
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
@@ -77,6 +78,7 @@ class Experiment:
     def __init__(self, cfg: DictConfig, run_dir: Path) -> None:
         self.cfg = cfg
         self.run_dir = run_dir
+        run_dir.mkdir(parents=True, exist_ok=True)
         seed_everything(cfg.seed)
         torch.set_num_threads(cfg.torch_threads)
         self.device = resolve_device(cfg.device)
@@ -113,6 +115,8 @@ class Experiment:
         self.loggers = LoggerGroup([instantiate(node) for node in cfg.logger.values()])
         self.episode = 0
         self.loaded_from: Path | None = None
+        self._started = time.monotonic()
+        self._clock = (self._started, 0)  # (time, t_env) at the last train log
 
     @property
     def t_env(self) -> int:
@@ -142,6 +146,8 @@ class Experiment:
         )
         last_save_t = 0
         learner_stats: dict[str, float] = {}
+        self._started = time.monotonic()
+        self._clock = (self._started, self.t_env)
         try:
             while self.t_env < cfg.t_max:
                 # ROLLOUT
@@ -184,9 +190,16 @@ class Experiment:
             self.env.close()
 
     def train_summary(self, stats: EpisodeStats) -> dict[str, float]:
+        """Training-episode stats since the last log, plus counters and wall-clock rates."""
         out = stats.summary("train") if len(stats) else {}
         out["train/episode"] = float(self.episode)
         out["train/epsilon"] = self.runner.action_selector.epsilon(self.t_env)
+        now = time.monotonic()
+        elapsed = now - self._clock[0]
+        if elapsed > 0:
+            out["time/sps"] = (self.t_env - self._clock[1]) / elapsed
+        out["time/elapsed_s"] = now - self._started
+        self._clock = (now, self.t_env)
         return out
 
     def state_dict(self) -> dict[str, Any]:

@@ -25,7 +25,9 @@ def seed_everything(seed: int) -> None:
 
 def derive_seed(seed: int, stream: str) -> int:
     """A 63-bit seed for the named stream, independent across streams."""
-    entropy = [seed % 2**32, zlib.crc32(stream.encode())]
+    if seed < 0:
+        raise ValueError(f"seed must be a non-negative integer, got {seed}.")
+    entropy = [seed, zlib.crc32(stream.encode())]
     words = np.random.SeedSequence(entropy).generate_state(2, dtype=np.uint32)
     return int(words.view(np.uint64)[0]) >> 1
 

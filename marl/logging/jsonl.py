@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
@@ -25,9 +25,11 @@ class JsonlLoggerConfig:
 class JsonlLogger(Logger):
     """Appends ``{"t_env": ..., <metric>: <value>, ...}`` lines to the run's file."""
 
-    def __init__(self, filename: str = "metrics.jsonl", exclude_prefixes: list[str] | None = None):
+    def __init__(
+        self, filename: str = "metrics.jsonl", exclude_prefixes: Sequence[str] = ("time/",)
+    ) -> None:
         self.filename = filename
-        self.exclude_prefixes = tuple(exclude_prefixes or ())
+        self.exclude_prefixes = tuple(exclude_prefixes)
         self.path: Path | None = None
         self._file: IO[str] | None = None
 

@@ -1,0 +1,36 @@
+# marl: the tasks a user and CI run. `make install && make train`, then `make test`.
+PYTHON ?= python3
+PIP := $(PYTHON) -m pip
+TORCH_VERSION ?= 2.13.0
+
+.PHONY: install train test test-all lint format typecheck bench clean
+
+install:  ## torch first (a CPU wheel that satisfies the project's range), then marl with dev extras
+	$(PIP) install "torch==$(TORCH_VERSION)"
+	$(PIP) install -e ".[dev]"
+
+train:  ## the default run: QMIX on the default env
+	marl-train
+
+test:  ## the CI suite (no slow tests); fails if no test ran
+	$(PYTHON) -m pytest -q
+
+test-all:  ## everything, including slow learning tests
+	$(PYTHON) -m pytest -q -m "slow or not slow"
+
+lint:
+	ruff check marl tests scripts
+	ruff format --check marl tests scripts
+
+format:
+	ruff format marl tests scripts
+	ruff check --fix marl tests scripts
+
+typecheck:
+	mypy marl
+
+bench:  ## throughput of a fixed config, one JSON line
+	$(PYTHON) scripts/bench_train.py
+
+clean:
+	rm -rf build dist *.egg-info .pytest_cache .ruff_cache .mypy_cache

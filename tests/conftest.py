@@ -1,0 +1,30 @@
+"""Shared fixtures: compose marl's config the way `marl-train` does."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from omegaconf import DictConfig
+
+from marl.config import compose_config
+
+CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
+
+
+def group_options(group: str) -> list[str]:
+    """Every option of a config group, from the files in conf/<group>/."""
+    return sorted(p.stem for p in (CONF_DIR / group).glob("*.yaml"))
+
+
+@pytest.fixture
+def make_config() -> Callable[..., DictConfig]:
+    """Compose with overrides; small, fast run settings unless overridden."""
+
+    def make(*overrides: str) -> DictConfig:
+        fast = ["t_max=200", "test_interval=100", "test_nepisode=4", "log_interval=100"]
+        fast += ["learner_log_interval=100", "batch_size=8", "buffer_size=64"]
+        return compose_config([*fast, *overrides])
+
+    return make

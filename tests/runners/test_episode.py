@@ -1,0 +1,274 @@
+"""The episode runner: batch layout, step counting, determinism and ragged episode ends."""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+import pytest
+import torch
+
+from marl.controllers.mac import MultiAgentController
+from marl.envs.base import BatchedEnv, EnvInfo, StepResult
+from marl.envs.matrix import MatrixEnv
+from marl.exploration.epsilon_greedy import EpsilonGreedy
+from marl.modules.agents.rnn import RNNAgent
+from marl.runners.episode import EpisodeRunner
+
+B = 4  # env copies
+ROUNDS = 2  # two_step with 2 rounds: episode_limit 4
+
+
+def make_runner(
+    env: BatchedEnv,
+    epsilon: float = 0.5,
+    seed: int = 0,
+    init_seed: int = 0,
+) -> EpisodeRunner:
+    """A runner with a small RNN controller; ``init_seed`` fixes the network weights."""
+    torch.manual_seed(init_seed)
+    mac = MultiAgentController(functools.partial(RNNAgent, hidden_dim=8), env.get_env_info())
+    selector = EpsilonGreedy(epsilon, epsilon, epsilon_anneal_time=1)
+    gen = torch.Generator()
+    gen.manual_seed(seed)
+    return EpisodeRunner(env, mac, selector, gen)
+
+
+def matrix_env(batch_size: int = B, game: str = "two_step") -> MatrixEnv:
+    return MatrixEnv(game, rounds=ROUNDS, batch_size=batch_size, seed=0)
+
+
+# ---------------------------------------------------------------------- MatrixEnv
+
+
+def test_batch_fields_have_expected_shapes_and_dtypes() -> None:
+    env = matrix_env()
+    info = env.get_env_info()
+    runner = make_runner(env)
+    batch, stats = runner.run()
+    t, n, a = info.episode_limit + 1, info.n_agents, info.n_actions
+    expected = {
+        "state": ((B, t, info.state_shape), torch.float32),
+        "obs": ((B, t, n, info.obs_shape), torch.float32),
+        "avail_actions": ((B, t, n, a), torch.bool),
+        "actions": ((B, t, n, 1), torch.uint8),
+        "actions_onehot": ((B, t, n, a), torch.bool),
+        "reward": ((B, t, 1), torch.float32),
+        "terminated": ((B, t, 1), torch.bool),
+        "filled": ((B, t, 1), torch.bool),
+    }
+    for name, (shape, dtype) in expected.items():
+        assert tuple(batch[name].shape) == shape, name
+        assert batch[name].dtype == dtype, name
+    assert batch.max_seq_length == t
+    assert stats.returns.shape == (B,)
+    assert stats.lengths.dtype == torch.long
+    # The one-hot is derived from the stored actions on every played step.
+    played = batch["actions"][:, :-1, :, 0].long()  # (B, T - 1, N)
+    onehot = torch.nn.functional.one_hot(played, a).bool()
+    assert torch.equal(batch["actions_onehot"][:, :-1], onehot)
+
+
+def test_filled_covers_length_plus_one_steps() -> None:
+    env = matrix_env()
+    runner = make_runner(env)
+    batch, stats = runner.run()
+    limit = env.get_env_info().episode_limit
+    assert stats.lengths.tolist() == [limit] * B
+    assert batch["filled"][..., 0].sum(dim=1).tolist() == [limit + 1] * B
+    assert batch["filled"].all()
+    # Matrix games end naturally: terminated on the last played step only.
+    terminated = batch["terminated"][..., 0]
+    assert terminated[:, limit - 1].all()
+    assert not terminated[:, : limit - 1].any()
+
+
+def test_t_env_counts_real_steps_in_train_mode_only() -> None:
+    env = matrix_env()
+    runner = make_runner(env)
+    limit = env.get_env_info().episode_limit
+    assert runner.t_env == 0
+    _, stats = runner.run()
+    assert runner.t_env == int(stats.lengths.sum()) == B * limit
+    runner.run(test_mode=True)
+    assert runner.t_env == B * limit
+    runner.run()
+    assert runner.t_env == 2 * B * limit
+
+
+def test_returns_equal_sum_of_rewards() -> None:
+    env = matrix_env()
+    runner = make_runner(env, epsilon=1.0)
+    batch, stats = runner.run()
+    reward = batch["reward"][..., 0]  # (B, T)
+    for b in range(B):
+        length = int(stats.lengths[b])
+        torch.testing.assert_close(stats.returns[b], reward[b, :length].sum())
+
+
+def test_test_mode_is_greedy() -> None:
+    env = matrix_env()
+    runner = make_runner(env, epsilon=1.0)
+    first, _ = runner.run(test_mode=True)
+    runner.generator.manual_seed(12345)  # a different stream must not matter
+    second, _ = runner.run(test_mode=True)
+    assert torch.equal(first["actions"], second["actions"])
+    # Every copy sees the same inputs, so greedy copies act alike.
+    assert (first["actions"] == first["actions"][:1]).all()
+
+
+def test_same_generator_seed_gives_identical_batches() -> None:
+    batch_a, stats_a = make_runner(matrix_env(), epsilon=0.5, seed=7).run()
+    batch_b, stats_b = make_runner(matrix_env(), epsilon=0.5, seed=7).run()
+    for name in batch_a.data:
+        assert torch.equal(batch_a[name], batch_b[name]), name
+    assert torch.equal(stats_a.returns, stats_b.returns)
+    assert torch.equal(stats_a.lengths, stats_b.lengths)
+
+
+def test_different_generator_seed_gives_different_random_actions() -> None:
+    batch_a, _ = make_runner(matrix_env(batch_size=8), epsilon=1.0, seed=1).run()
+    batch_b, _ = make_runner(matrix_env(batch_size=8), epsilon=1.0, seed=2).run()
+    assert not torch.equal(batch_a["actions"], batch_b["actions"])
+
+
+# ---------------------------------------------------------------------- ragged episode ends
+
+N_AGENTS, N_ACTIONS, OBS, STATE = 2, 3, 4, 5
+LIMIT = 5
+STAGGER_B = 4
+TRUNCATED = STAGGER_B - 1  # this copy runs into the time limit
+# copy b ends naturally after b + 1 steps, except the last, truncated after LIMIT steps
+LENGTHS = [b + 1 for b in range(STAGGER_B - 1)] + [LIMIT]
+JUNK = 1000.0  # what an ended copy returns when stepped again
+
+
+class StaggeredEnv:
+    """B copies whose episodes end at different steps; the last one is truncated.
+
+    State and obs carry (copy, step); the reward of copy b at step t is 10 * b + t + 1
+    and ``info["score"]`` is 100 * b + t. Stepping an ended copy returns junk.
+    """
+
+    def __init__(self) -> None:
+        self.batch_size = STAGGER_B
+        self.device = torch.device("cpu")
+        self.t = 0
+        self.copy = torch.arange(STAGGER_B, dtype=torch.float32)  # (B,)
+        self.lengths = torch.tensor(LENGTHS)  # (B,)
+        self.steps_taken: list[torch.Tensor] = []
+
+    def get_env_info(self) -> EnvInfo:
+        return EnvInfo(N_AGENTS, N_ACTIONS, OBS, STATE, LIMIT)
+
+    def reset(self) -> None:
+        self.t = 0
+
+    def state(self) -> torch.Tensor:
+        state = torch.zeros(STAGGER_B, STATE)
+        state[:, 0] = self.copy
+        state[:, 1] = self.t
+        return state  # (B, S)
+
+    def obs(self) -> torch.Tensor:
+        return self.state()[:, None, :OBS].expand(-1, N_AGENTS, -1).clone()  # (B, N, O)
+
+    def avail_actions(self) -> torch.Tensor:
+        return torch.ones(STAGGER_B, N_AGENTS, N_ACTIONS, dtype=torch.bool)  # (B, N, A)
+
+    def step(self, actions: torch.Tensor) -> StepResult:
+        assert tuple(actions.shape) == (STAGGER_B, N_AGENTS)
+        self.steps_taken.append(actions.clone())
+        live = self.t < self.lengths  # (B,) before this step
+        self.t += 1
+        ends = live & (self.t == self.lengths)  # (B,)
+        reward = torch.where(live, 10 * self.copy + self.t, torch.full((STAGGER_B,), JUNK))
+        truncated = ends & (self.t == LIMIT) & (torch.arange(STAGGER_B) == TRUNCATED)
+        score = torch.where(live, 100 * self.copy + self.t - 1, torch.full((STAGGER_B,), -JUNK))
+        # Ended copies report junk: terminated again and "truncated".
+        terminated = torch.where(live, ends, torch.ones_like(ends))
+        episode_limit = torch.where(live, truncated, torch.ones_like(truncated))
+        return StepResult(reward, terminated, {"episode_limit": episode_limit, "score": score})
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"t": self.t}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.t = state["t"]
+
+    def close(self) -> None:
+        pass
+
+
+@pytest.fixture
+def ragged() -> tuple[Any, Any, StaggeredEnv]:
+    env = StaggeredEnv()
+    assert isinstance(env, BatchedEnv)
+    runner = make_runner(env, epsilon=1.0)
+    batch, stats = runner.run()
+    return batch, stats, env
+
+
+def test_ragged_lengths_and_t_env() -> None:
+    env = StaggeredEnv()
+    runner = make_runner(env, epsilon=1.0)
+    _, stats = runner.run()
+    assert stats.lengths.tolist() == LENGTHS
+    assert runner.t_env == sum(LENGTHS)
+    assert len(env.steps_taken) == LIMIT  # runs until the longest copy ends
+
+
+def test_ragged_filled_stops_after_each_copys_next_state(ragged: Any) -> None:
+    batch, _, _ = ragged
+    filled = batch["filled"][..., 0]  # (B, T)
+    for b, length in enumerate(LENGTHS):
+        assert filled[b, : length + 1].all(), b  # played steps and the next state
+        assert not filled[b, length + 1 :].any(), b  # nothing after the copy ended
+
+
+def test_ragged_next_state_after_last_action_is_stored(ragged: Any) -> None:
+    batch, _, _ = ragged
+    for b, length in enumerate(LENGTHS):
+        # state[:, 1] is the env step counter: the state after `length` steps.
+        assert batch["state"][b, length].tolist()[:2] == [b, length], b
+        assert batch["obs"][b, length, :, 1].tolist() == [length] * N_AGENTS, b
+        for t in range(length):
+            assert batch["state"][b, t, 1].item() == t
+
+
+def test_ragged_terminated_is_false_for_truncation(ragged: Any) -> None:
+    batch, _, _ = ragged
+    terminated = batch["terminated"][..., 0]  # (B, T)
+    for b, length in enumerate(LENGTHS):
+        assert not terminated[b, : length - 1].any(), b
+        expected = b != TRUNCATED
+        assert bool(terminated[b, length - 1]) == expected, b
+
+
+def test_ragged_returns_rewards_and_actions(ragged: Any) -> None:
+    batch, stats, env = ragged
+    reward = batch["reward"][..., 0]  # (B, T)
+    for b, length in enumerate(LENGTHS):
+        expected = sum(10.0 * b + t + 1 for t in range(length))
+        assert stats.returns[b].item() == pytest.approx(expected)
+        torch.testing.assert_close(reward[b, :length].sum(), stats.returns[b])
+        for t in range(length):
+            assert batch["actions"][b, t, :, 0].tolist() == env.steps_taken[t][b].tolist()
+
+
+def test_ragged_final_info_is_each_copys_last_step(ragged: Any) -> None:
+    _, stats, _ = ragged
+    assert set(stats.final_info) == {"episode_limit", "score"}
+    assert stats.final_info["score"].tolist() == [100.0 * b + n - 1 for b, n in enumerate(LENGTHS)]
+    expected_limit = [b == TRUNCATED for b in range(STAGGER_B)]
+    assert stats.final_info["episode_limit"].tolist() == expected_limit
+
+
+def test_stats_first_k(ragged: Any) -> None:
+    _, stats, _ = ragged
+    head = stats.first(2)
+    assert torch.equal(head.returns, stats.returns[:2])
+    assert head.lengths.tolist() == LENGTHS[:2]
+    assert set(head.final_info) == set(stats.final_info)
+    for name, value in head.final_info.items():
+        assert torch.equal(value, stats.final_info[name][:2]), name

@@ -1,0 +1,114 @@
+"""The entrypoint end to end: training, outputs, determinism, evaluate-only, the CLI."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from marl.checkpoint import CheckpointError
+from marl.train import UsageError, run
+
+
+def read_metrics(run_dir: Path) -> list[dict]:
+    lines = (run_dir / "metrics.jsonl").read_text().splitlines()
+    return [json.loads(line) for line in lines]
+
+
+def test_training_writes_namespaced_metrics(make_config, tmp_path: Path) -> None:
+    run(make_config(), tmp_path)
+    rows = read_metrics(tmp_path)
+    assert all("t_env" in row for row in rows)
+    keys = set().union(*rows)
+    for key in ("test/return_mean", "train/return_mean", "train/epsilon", "learner/loss"):
+        assert key in keys
+    assert not any(k.startswith("time/") for k in keys)
+    assert rows[-1]["t_env"] >= 200
+
+
+@pytest.mark.parametrize("algo", ["iql", "vdn", "qmix"])
+def test_same_seed_gives_identical_metrics(make_config, tmp_path: Path, algo: str) -> None:
+    for name in ("a", "b"):
+        run(make_config(f"algo={algo}", "seed=3", "batch_size_run=2"), tmp_path / name)
+    a = (tmp_path / "a" / "metrics.jsonl").read_text()
+    assert a == (tmp_path / "b" / "metrics.jsonl").read_text()
+    run(make_config(f"algo={algo}", "seed=4", "batch_size_run=2"), tmp_path / "c")
+    assert a != (tmp_path / "c" / "metrics.jsonl").read_text()
+
+
+def test_a_run_folder_with_metrics_is_never_overwritten(make_config, tmp_path: Path) -> None:
+    run(make_config(), tmp_path)
+    before = (tmp_path / "metrics.jsonl").read_text()
+    with pytest.raises(FileExistsError):
+        run(make_config(), tmp_path)
+    assert (tmp_path / "metrics.jsonl").read_text() == before
+
+
+def test_evaluate_a_saved_checkpoint(make_config, tmp_path: Path) -> None:
+    run(make_config("save_model=true", "save_model_interval=100"), tmp_path / "train")
+    steps = sorted(int(p.name) for p in (tmp_path / "train" / "checkpoints").iterdir())
+    assert steps[0] == 2 and steps[-1] >= 200  # after the first batch, and at the end
+    cfg = make_config(
+        f"checkpoint_path={tmp_path / 'train'}", "load_step=100", "evaluate=true", "test_nepisode=5"
+    )
+    run(cfg, tmp_path / "eval")
+    result = json.loads((tmp_path / "eval" / "eval.json").read_text())
+    nearest = min(steps, key=lambda s: (abs(s - 100), s))
+    assert result["t_env"] == nearest
+    assert result["checkpoint"].endswith(f"checkpoints/{nearest}")
+    assert result["n_episodes"] == 5 and result["seed"] == cfg.seed
+    for key in ("return_mean", "return_std", "return_min", "return_max", "ep_length_mean"):
+        assert key in result
+
+
+def test_evaluate_without_checkpoint_is_an_error(make_config, tmp_path: Path) -> None:
+    with pytest.raises(UsageError, match="checkpoint_path"):
+        run(make_config("evaluate=true"), tmp_path)
+    assert not (tmp_path / "metrics.jsonl").exists()
+
+
+def test_checkpoint_of_another_env_is_refused(make_config, tmp_path: Path) -> None:
+    run(make_config("save_model=true"), tmp_path / "train")
+    cfg = make_config(f"checkpoint_path={tmp_path / 'train'}", "evaluate=true", "env.game=penalty")
+    with pytest.raises(CheckpointError, match="n_actions"):
+        run(cfg, tmp_path / "eval")
+
+
+def marl_train(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "HYDRA_FULL_ERROR": "0"}
+    cmd = [sys.executable, "-m", "marl", *args]
+    return subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=120)
+
+
+def test_cli_trains_from_any_directory(tmp_path: Path) -> None:
+    out = marl_train("t_max=100", "test_interval=50", "batch_size=4", cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    runs = list((tmp_path / "outputs" / "qmix" / "matrix_two_step" / "seed1").iterdir())
+    assert len(runs) == 1
+    assert (runs[0] / "metrics.jsonl").stat().st_size > 0
+    assert (runs[0] / ".hydra" / "config.yaml").is_file()
+    assert "test/return_mean" in out.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["learner.lrr=1"], "Key 'lrr' not in 'QLearnerConfig'"),
+        (["t_max=abc"], "could not be converted to Integer"),
+        (["algo=nope"], "Could not find 'algo/nope'"),
+        (["evaluate=true"], "evaluate=true needs checkpoint_path"),
+        (["checkpoint_path=/no/such/run"], "does not exist"),
+    ],
+)
+def test_cli_user_errors_exit_nonzero_with_one_message(
+    args: list[str], message: str, tmp_path: Path
+) -> None:
+    out = marl_train(*args, cwd=tmp_path)
+    assert out.returncode != 0
+    assert message in out.stdout + out.stderr
+    assert "Traceback" not in out.stdout + out.stderr
+    assert not list(tmp_path.rglob("metrics.jsonl"))
