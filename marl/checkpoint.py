@@ -17,6 +17,7 @@ from typing import Any
 import torch
 
 import marl
+from marl.errors import UsageError
 
 FORMAT_VERSION = 1
 STATE_FILE = "state.pt"
@@ -24,7 +25,7 @@ META_FILE = "meta.json"
 COMPLETE_MARKER = "COMPLETE"
 
 
-class CheckpointError(Exception):
+class CheckpointError(UsageError):
     """A checkpoint path or file the user gave cannot be used; the message says why."""
 
 

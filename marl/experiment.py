@@ -26,6 +26,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from marl.checkpoint import CheckpointError, load_checkpoint, save_checkpoint, select_checkpoint
 from marl.data.replay_buffer import EpisodeReplayBuffer
+from marl.errors import UsageError
 from marl.logging.base import LoggerGroup, RunInfo
 from marl.runners.episode import RolloutStats
 from marl.seeding import generator, seed_everything
@@ -39,8 +40,25 @@ def resolve_device(name: str) -> torch.device:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     device = torch.device(name)
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device={name} was asked for but CUDA is not available; use device=cpu.")
+        raise UsageError(f"device={name} was asked for but CUDA is not available; use device=cpu.")
     return device
+
+
+def check_run_settings(cfg: DictConfig) -> None:
+    """Settings that type-check but cannot work together fail here, before anything runs."""
+    if cfg.batch_size > cfg.buffer_size:
+        raise UsageError(
+            f"batch_size={cfg.batch_size} exceeds buffer_size={cfg.buffer_size}; "
+            "the learner could never sample."
+        )
+    for key in ("t_max", "batch_size", "buffer_size", "batch_size_run", "test_nepisode"):
+        if cfg[key] < 1:
+            raise UsageError(f"{key} must be at least 1, got {cfg[key]}.")
+    for key in ("test_interval", "log_interval", "learner_log_interval", "save_model_interval"):
+        if cfg[key] < 1:
+            raise UsageError(f"{key} must be at least 1 env step, got {cfg[key]}.")
+    if cfg.seed < 0:
+        raise UsageError(f"seed must be a non-negative integer, got {cfg.seed}.")
 
 
 class EpisodeStats:
@@ -76,6 +94,7 @@ class Experiment:
     """Builds every component from the config and runs training."""
 
     def __init__(self, cfg: DictConfig, run_dir: Path) -> None:
+        check_run_settings(cfg)
         self.cfg = cfg
         self.run_dir = run_dir
         run_dir.mkdir(parents=True, exist_ok=True)
@@ -93,13 +112,11 @@ class Experiment:
             agent=instantiate(cfg.algo.agent, _partial_=True),
             env_info=info,
         ).to(self.device)
-        self.mixer = (
-            None
-            if cfg.algo.mixer is None
-            else instantiate(cfg.algo.mixer, n_agents=info.n_agents, state_dim=info.state_shape).to(
-                self.device
-            )
-        )
+        self.mixer: torch.nn.Module | None = None
+        if cfg.algo.mixer is not None:
+            self.mixer = instantiate(
+                cfg.algo.mixer, n_agents=info.n_agents, state_dim=info.state_shape
+            ).to(self.device)
         self.runner = instantiate(
             cfg.runner,
             env=self.env,

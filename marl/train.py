@@ -18,14 +18,10 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.errors import InstantiationException
 from omegaconf import DictConfig
 
-from marl.checkpoint import CheckpointError
 from marl.config import register_configs
+from marl.errors import UsageError
 
 log = logging.getLogger("marl")
-
-
-class UsageError(Exception):
-    """A setting the user chose cannot work; the message says which and why."""
 
 
 def run(cfg: DictConfig, run_dir: Path) -> None:
@@ -50,7 +46,7 @@ def _hydra_main(cfg: DictConfig) -> None:
     run_dir = Path(HydraConfig.get().runtime.output_dir)
     try:
         run(cfg, run_dir)
-    except (UsageError, CheckpointError, FileExistsError) as err:
+    except (UsageError, FileExistsError) as err:
         log.error("%s", err)
         sys.exit(1)
     except InstantiationException as err:

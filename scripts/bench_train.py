@@ -84,7 +84,8 @@ def main() -> None:
     for name in args.config or sorted(CONFIGS):
         runs = [measure(CONFIGS[name], args.updates) for _ in range(args.repeats)]
         keys = ("env_steps_per_s", "updates_per_s", "rollout_steps_per_s", "train_wall_s")
-        result = {"config": name, **{k: round(statistics.median(r[k] for r in runs), 1) for k in keys}}
+        medians = {k: round(statistics.median(r[k] for r in runs), 1) for k in keys}
+        result = {"config": name, **medians}
         result.update(
             t_env=runs[0]["t_env"],
             updates=runs[0]["updates"],

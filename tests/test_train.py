@@ -9,9 +9,11 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 from marl.checkpoint import CheckpointError
-from marl.train import UsageError, run
+from marl.errors import UsageError
+from marl.train import run
 
 
 def read_metrics(run_dir: Path) -> list[dict]:
@@ -91,7 +93,7 @@ def test_cli_trains_from_any_directory(tmp_path: Path) -> None:
     assert len(runs) == 1
     assert (runs[0] / "metrics.jsonl").stat().st_size > 0
     assert (runs[0] / ".hydra" / "config.yaml").is_file()
-    assert "test/return_mean" in out.stdout
+    assert "test: ep_length_mean" in out.stdout
 
 
 @pytest.mark.parametrize(
@@ -102,6 +104,12 @@ def test_cli_trains_from_any_directory(tmp_path: Path) -> None:
         (["algo=nope"], "Could not find 'algo/nope'"),
         (["evaluate=true"], "evaluate=true needs checkpoint_path"),
         (["checkpoint_path=/no/such/run"], "does not exist"),
+        (["batch_size=64", "buffer_size=32"], "exceeds buffer_size"),
+        pytest.param(
+            ["device=cuda:0"],
+            "CUDA is not available",
+            marks=pytest.mark.skipif(torch.cuda.is_available(), reason="CUDA is available"),
+        ),
     ],
 )
 def test_cli_user_errors_exit_nonzero_with_one_message(

@@ -32,6 +32,24 @@ def format_duration(seconds: float) -> str:
     return f"{h}:{m:02d}:{s:02d}" if h else f"{m:d}:{s:02d}"
 
 
+def format_value(value: float) -> str:
+    """Whole numbers with thousands separators, others to 4 significant digits."""
+    if float(value).is_integer() and abs(value) < 1e15:
+        return f"{int(value):,}"
+    return f"{value:.4g}"
+
+
+def format_metrics(metrics: Mapping[str, float]) -> str:
+    """``train/return_mean`` ... -> ``train: return_mean 1.5 ep_length_mean 2 | time: ...``."""
+    groups: dict[str, list[str]] = {}
+    for key in sorted(metrics):
+        namespace, _, name = key.rpartition("/")
+        groups.setdefault(namespace, []).append(f"{name} {format_value(metrics[key])}")
+    return " | ".join(
+        f"{ns}: {' '.join(items)}" if ns else " ".join(items) for ns, items in groups.items()
+    )
+
+
 class ConsoleLogger(Logger):
     """Shows steps, steps/s, ETA and the last test return; prints each log event."""
 
@@ -91,8 +109,7 @@ class ConsoleLogger(Logger):
         if tests:
             self.last_test = tests
         self._end_line()
-        shown = "  ".join(f"{k} {v:.4g}" for k, v in sorted(metrics.items()))
-        self.stream.write(f"[t_env {t_env:,}] {shown}\n")
+        self.stream.write(f"[t_env {t_env:,}] {format_metrics(metrics)}\n")
         self.stream.flush()
 
     def _end_line(self) -> None:

@@ -10,7 +10,7 @@ import pytest
 
 from marl.logging import console
 from marl.logging.base import RunInfo
-from marl.logging.console import ConsoleLogger, format_duration
+from marl.logging.console import ConsoleLogger, format_duration, format_value
 
 T_MAX = 1000
 
@@ -137,8 +137,13 @@ def test_log_prints_every_metric(tmp_path: Path) -> None:
     out = stream.getvalue()
     assert out.startswith("[t_env 1,500]")
     assert out.endswith("\n")
-    for key, value in metrics.items():
-        assert f"{key} {value:.4g}" in out
+    assert "learner: loss 0.25 | time: sps 1,234 | train: return_mean 1.5" in out
+
+
+def test_format_value() -> None:
+    assert format_value(10000.0) == "10,000"
+    assert format_value(0.123456) == "0.1235"
+    assert format_value(-3.0) == "-3"
 
 
 def test_status_shows_last_test_return(tmp_path: Path) -> None:
