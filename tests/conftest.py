@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+import torch
 from omegaconf import DictConfig
 
 from marl.config import compose_config
@@ -16,6 +17,15 @@ CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
 def group_options(group: str) -> list[str]:
     """Every option of a config group, from the files in conf/<group>/."""
     return sorted(p.stem for p in (CONF_DIR / group).glob("*.yaml"))
+
+
+@pytest.fixture(autouse=True, scope="session")
+def one_torch_thread() -> Iterator[None]:
+    """Tiny tensors: one intra-op thread avoids oversubscription on 2 cores (up to 50x slower)."""
+    n_threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n_threads)
 
 
 @pytest.fixture
