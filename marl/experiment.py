@@ -18,7 +18,7 @@ import logging
 import time
 from collections import defaultdict
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 from hydra.utils import instantiate
@@ -140,8 +140,7 @@ class Experiment:
         return int(self.runner.t_env)
 
     def run_info(self) -> RunInfo:
-        config = OmegaConf.to_container(self.cfg, resolve=True)
-        assert isinstance(config, dict)
+        config = cast(dict[str, Any], OmegaConf.to_container(self.cfg, resolve=True))
         return RunInfo(self.run_dir, self.cfg.t_max, config)
 
     def test(self) -> dict[str, float]:

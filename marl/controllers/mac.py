@@ -12,12 +12,14 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import cast
 
 import torch
 from torch import nn
 
 from marl.data.episode_batch import EpisodeBatch
 from marl.envs.base import EnvInfo
+from marl.modules.agents.base import Agent
 
 
 @dataclass
@@ -33,7 +35,7 @@ class ControllerConfig:
     """One network for all agents; False gives each agent its own network."""
 
 
-AgentFactory = Callable[..., nn.Module]
+AgentFactory = Callable[..., Agent]
 
 
 class MultiAgentController(nn.Module):
@@ -65,7 +67,8 @@ class MultiAgentController(nn.Module):
 
     def initial_hidden(self, batch_size: int) -> torch.Tensor:
         device = next(self.parameters()).device
-        h = self.agents[0].initial_hidden(batch_size * self.n_agents, device)  # (B * N, H)
+        agent = cast(Agent, self.agents[0])
+        h = agent.initial_hidden(batch_size * self.n_agents, device)  # (B * N, H)
         return h.view(batch_size, self.n_agents, -1)  # (B, N, H)
 
     def build_inputs(self, obs: torch.Tensor, last_actions: torch.Tensor | None) -> torch.Tensor:

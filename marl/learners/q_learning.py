@@ -23,6 +23,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from marl.controllers.mac import MultiAgentController
 from marl.data.episode_batch import EpisodeBatch
 from marl.ops.masked import masked_fill_unavailable, masked_mean
 from marl.ops.returns import one_step_targets, td_lambda_targets
@@ -91,7 +92,7 @@ class QLearner:
 
     def __init__(
         self,
-        mac: nn.Module,
+        mac: MultiAgentController,
         mixer: nn.Module | None,
         gamma: float = 0.99,
         lr: float = 0.0005,
@@ -184,7 +185,7 @@ class QLearner:
             }
 
     def _update_targets(self, episode: int) -> None:
-        pairs = [(self.target_mac, self.mac)]
+        pairs: list[tuple[nn.Module, nn.Module]] = [(self.target_mac, self.mac)]
         if self.mixer is not None and self.target_mixer is not None:
             pairs.append((self.target_mixer, self.mixer))
         if self.tau is not None:

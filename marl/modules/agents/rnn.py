@@ -12,6 +12,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from marl.modules.agents.base import Agent
+
 
 @dataclass
 class RNNAgentConfig:
@@ -22,7 +24,7 @@ class RNNAgentConfig:
     """Width of the input layer and of the GRU state."""
 
 
-class RNNAgent(nn.Module):
+class RNNAgent(Agent):
     """Linear -> ReLU -> GRU -> Linear, unrolled over any number of steps."""
 
     def __init__(self, input_dim: int, n_actions: int, hidden_dim: int = 64) -> None:
