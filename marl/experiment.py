@@ -33,6 +33,9 @@ from marl.seeding import generator, seed_everything
 
 log = logging.getLogger("marl")
 
+RESOLVED_CONFIG = "config.yaml"
+"""The run's config with every interpolation resolved, saved in the run folder."""
+
 
 def resolve_device(name: str) -> torch.device:
     """``auto`` picks CUDA when available; an unavailable CUDA device is an error."""
@@ -106,6 +109,10 @@ class Experiment:
             cfg.env, batch_size=cfg.batch_size_run, seed=cfg.seed, device=self.device
         )
         self.env_info = self.env.get_env_info()
+        if cfg.save_replay and not hasattr(self.env, "save_replay"):
+            raise UsageError(
+                f"env {type(self.env).__name__} cannot save replays; drop save_replay=true."
+            )
         info = self.env_info
         self.mac = instantiate(
             cfg.algo.controller,
@@ -139,9 +146,12 @@ class Experiment:
     def t_env(self) -> int:
         return int(self.runner.t_env)
 
-    def run_info(self) -> RunInfo:
+    def start_logging(self) -> None:
+        """Start the loggers (which refuse a folder holding another run), save the config."""
         config = cast(dict[str, Any], OmegaConf.to_container(self.cfg, resolve=True))
-        return RunInfo(self.run_dir, self.cfg.t_max, config)
+        self.loggers.start(RunInfo(self.run_dir, self.cfg.t_max, config))
+        (self.run_dir / RESOLVED_CONFIG).write_text(OmegaConf.to_yaml(self.cfg, resolve=True))
+        log.info("env info: %s", self.env_info.as_dict())
 
     def test(self) -> dict[str, float]:
         """Greedy episodes: ``max(1, test_nepisode // batch_size_run)`` batches."""
@@ -154,8 +164,7 @@ class Experiment:
     def train(self) -> None:
         """Train until ``t_max`` env steps; log, test and save on their intervals."""
         cfg = self.cfg
-        self.loggers.start(self.run_info())
-        log.info("env info: %s", self.env_info.as_dict())
+        self.start_logging()
         train_stats = EpisodeStats()
         last_test_t = last_log_t = last_learner_log_t = -max(
             cfg.test_interval, cfg.log_interval, cfg.learner_log_interval
@@ -275,7 +284,7 @@ class Experiment:
 
     def evaluate(self) -> dict[str, Any]:
         """Greedy episodes from the loaded state: ``test_nepisode`` episodes, logged once."""
-        self.loggers.start(self.run_info())
+        self.start_logging()
         try:
             stats = EpisodeStats()
             played = 0

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from omegaconf import OmegaConf
 
 from marl.checkpoint import CheckpointError
 from marl.errors import UsageError
@@ -30,6 +31,15 @@ def test_training_writes_namespaced_metrics(make_config, tmp_path: Path) -> None
         assert key in keys
     assert not any(k.startswith("time/") for k in keys)
     assert rows[-1]["t_env"] >= 200
+    saved = OmegaConf.load(tmp_path / "config.yaml")
+    assert saved.algo.name == "qmix" and saved.t_max == 200
+
+
+def test_save_replay_on_an_env_without_replays_is_an_error(make_config, tmp_path: Path) -> None:
+    run(make_config("save_model=true"), tmp_path / "train")
+    cfg = make_config(f"checkpoint_path={tmp_path / 'train'}", "save_replay=true")
+    with pytest.raises(UsageError, match="cannot save replays"):
+        run(cfg, tmp_path / "eval")
 
 
 @pytest.mark.parametrize("algo", ["iql", "vdn", "qmix"])
