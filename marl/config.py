@@ -9,13 +9,14 @@ composition, before anything runs, with Hydra's own message.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from hydra import compose, initialize_config_module
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, OmegaConf
 
+from marl.checkpoint import CheckpointConfig
 from marl.controllers.mac import ControllerConfig
 from marl.envs.matrix import MatrixEnvConfig
 from marl.exploration.epsilon_greedy import EpsilonGreedyConfig
@@ -64,10 +65,16 @@ class TrainConfig:
     """Save checkpoints under <run dir>/checkpoints/<t_env>/."""
     save_model_interval: int = 50000
     """Env steps between checkpoints."""
+    checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
+    """What checkpoints keep (`save_buffer`) and how many (`keep_last`)."""
     checkpoint_path: str = ""
     """Run folder or checkpoints folder to load from ('' = none)."""
     load_step: int = 0
     """Checkpoint step to load: 0 = the largest, else the nearest (ties to the smaller)."""
+    resume: str = "auto"
+    """auto: a run folder holding checkpoints continues from its latest | never: new folder."""
+    finetune: bool = False
+    """With checkpoint_path: start a new run from the saved network weights only."""
     evaluate: bool = False
     """Only evaluate the loaded checkpoint, then exit."""
     save_replay: bool = False

@@ -1,22 +1,25 @@
 """The training loop of SPEC §3, built from a composed config.
 
 ``Experiment`` owns the run's components (env, controller, runner, replay
-buffer, learner, loggers) and drives them:
+buffer, learner, loggers) and drives them. One iteration:
 
 1. the runner plays ``batch_size_run`` episodes and returns one episode batch;
 2. the batch goes into the replay buffer;
 3. once the buffer holds ``batch_size`` episodes, a sample cut to its longest
    filled step trains the learner;
 4. every ``test_interval`` steps (and at the start) greedy test episodes run;
-5. every ``save_model_interval`` steps (and after the first batch) a checkpoint;
-6. every ``log_interval`` steps the training-episode stats are logged.
+5. every ``log_interval`` steps the training-episode stats are logged;
+6. every ``save_model_interval`` steps (and after the first batch) a checkpoint.
+
+The checkpoint is the last phase, so a run restored from it continues with the
+next iteration exactly as the uninterrupted run did.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections import defaultdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, cast
 
@@ -24,17 +27,26 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from marl.checkpoint import CheckpointError, load_checkpoint, save_checkpoint, select_checkpoint
+from marl.checkpoint import (
+    CheckpointError,
+    check_checkpoint_config,
+    load_buffer,
+    load_checkpoint,
+    prune_checkpoints,
+    save_checkpoint,
+    shape_mismatches,
+)
 from marl.data.replay_buffer import EpisodeReplayBuffer
 from marl.errors import UsageError
 from marl.logging.base import LoggerGroup, RunInfo
-from marl.runners.episode import RolloutStats
-from marl.seeding import generator, seed_everything
+from marl.logging.stats import EpisodeStats
+from marl.seeding import generator, global_rng_state, seed_everything, set_global_rng_state
 
 log = logging.getLogger("marl")
 
 RESOLVED_CONFIG = "config.yaml"
 """The run's config with every interpolation resolved, saved in the run folder."""
+CHECKPOINTS = "checkpoints"
 
 
 def resolve_device(name: str) -> torch.device:
@@ -62,39 +74,21 @@ def check_run_settings(cfg: DictConfig) -> None:
             raise UsageError(f"{key} must be at least 1 env step, got {cfg[key]}.")
     if cfg.seed < 0:
         raise UsageError(f"seed must be a non-negative integer, got {cfg.seed}.")
+    check_checkpoint_config(cfg.checkpoint.save_buffer, cfg.checkpoint.keep_last)
 
 
-class EpisodeStats:
-    """Accumulates per-episode results between two logs of one phase (train or test)."""
+@dataclass
+class LoopCounters:
+    """Env steps at which each periodic phase last ran (negative: due at once)."""
 
-    def __init__(self) -> None:
-        self.values: dict[str, list[torch.Tensor]] = defaultdict(list)
-
-    def add(self, stats: RolloutStats) -> None:
-        self.values["return"].append(stats.returns.float())
-        self.values["ep_length"].append(stats.lengths.float())
-        for key, value in stats.final_info.items():
-            self.values[key].append(value.float())
-
-    def __len__(self) -> int:
-        return sum(v.numel() for v in self.values["return"])
-
-    def summary(self, prefix: str) -> dict[str, float]:
-        """``{prefix}/return_mean``, ``_std``, ``ep_length_mean``, ``<info>_mean``; then reset."""
-        out: dict[str, float] = {}
-        for key, chunks in self.values.items():
-            values = torch.cat(chunks)  # (episodes,)
-            out[f"{prefix}/{key}_mean"] = values.mean().item()
-        returns = torch.cat(self.values["return"])
-        out[f"{prefix}/return_std"] = returns.std(unbiased=False).item()
-        out[f"{prefix}/return_min"] = returns.min().item()
-        out[f"{prefix}/return_max"] = returns.max().item()
-        self.values.clear()
-        return out
+    last_test_t: int
+    last_log_t: int
+    last_learner_log_t: int
+    last_save_t: int
 
 
 class Experiment:
-    """Builds every component from the config and runs training."""
+    """Builds every component from the config; trains, evaluates, saves and restores."""
 
     def __init__(self, cfg: DictConfig, run_dir: Path) -> None:
         check_run_settings(cfg)
@@ -136,22 +130,38 @@ class Experiment:
         )
         self.sample_generator = generator(cfg.seed, "replay")
         self.learner = instantiate(cfg.learner, mac=self.mac, mixer=self.mixer)
-        self.loggers = LoggerGroup([instantiate(node) for node in cfg.logger.values()])
+        self.loggers = LoggerGroup({name: instantiate(node) for name, node in cfg.logger.items()})
         self.episode = 0
+        self.counters = LoopCounters(
+            last_test_t=-cfg.test_interval,
+            last_log_t=-cfg.log_interval,
+            last_learner_log_t=-cfg.learner_log_interval,
+            last_save_t=-cfg.save_model_interval,
+        )
+        self.train_stats = EpisodeStats()
         self.loaded_from: Path | None = None
-        self._started = time.monotonic()
-        self._clock = (self._started, 0)  # (time, t_env) at the last train log
+        self._clock = (time.monotonic(), 0)  # (time, t_env) at the last train log
 
     @property
     def t_env(self) -> int:
         return int(self.runner.t_env)
 
-    def start_logging(self) -> None:
+    @property
+    def checkpoints_dir(self) -> Path:
+        return self.run_dir / CHECKPOINTS
+
+    # ------------------------------------------------------------------ running
+
+    def start_logging(self, job_type: str) -> None:
         """Start the loggers (which refuse a folder holding another run), save the config."""
         config = cast(dict[str, Any], OmegaConf.to_container(self.cfg, resolve=True))
-        self.loggers.start(RunInfo(self.run_dir, self.cfg.t_max, config))
+        self.loggers.start(RunInfo(self.run_dir, self.cfg.t_max, config, self.t_env, job_type))
         (self.run_dir / RESOLVED_CONFIG).write_text(OmegaConf.to_yaml(self.cfg, resolve=True))
         log.info("env info: %s", self.env_info.as_dict())
+
+    def restart_in_place(self) -> None:
+        """Start this run over in its own folder: the loggers rewind to their start."""
+        self.loggers.load_state_dict(self.loggers.state_dict())
 
     def test(self) -> dict[str, float]:
         """Greedy episodes: ``max(1, test_nepisode // batch_size_run)`` batches."""
@@ -162,22 +172,17 @@ class Experiment:
         return stats.summary("test")
 
     def train(self) -> None:
-        """Train until ``t_max`` env steps; log, test and save on their intervals."""
-        cfg = self.cfg
-        self.start_logging()
-        train_stats = EpisodeStats()
-        last_test_t = last_log_t = last_learner_log_t = -max(
-            cfg.test_interval, cfg.log_interval, cfg.learner_log_interval
-        )
-        last_save_t = 0
-        learner_stats: dict[str, float] = {}
-        self._started = time.monotonic()
-        self._clock = (self._started, self.t_env)
+        """Train until ``t_max`` env steps; test, log and save on their intervals."""
+        cfg, counters = self.cfg, self.counters
+        self.start_logging("train")
+        if cfg.save_model:
+            self.checkpoints_dir.mkdir(exist_ok=True)  # marks the folder as resumable
+        self._clock = (time.monotonic(), self.t_env)
         try:
             while self.t_env < cfg.t_max:
                 # ROLLOUT
                 batch, rollout = self.runner.run(test_mode=False)
-                train_stats.add(rollout)
+                self.train_stats.add(rollout)
                 self.episode += self.runner.batch_size
                 # BUFFER UPDATE
                 self.buffer.insert(batch)
@@ -186,105 +191,49 @@ class Experiment:
                     sample = self.buffer.sample(cfg.batch_size, self.sample_generator)
                     sample = sample.slice_time(sample.max_t_filled()).to(self.device)
                     learner_stats = self.learner.train(sample, self.t_env, self.episode)
-                    if self.t_env - last_learner_log_t >= cfg.learner_log_interval:
+                    if self.t_env - counters.last_learner_log_t >= cfg.learner_log_interval:
                         self.loggers.log(learner_stats, self.t_env)
-                        last_learner_log_t = self.t_env
+                        counters.last_learner_log_t = self.t_env
                 # TEST
-                if self.t_env - last_test_t >= cfg.test_interval:
+                if self.t_env - counters.last_test_t >= cfg.test_interval:
                     self.loggers.log(self.test(), self.t_env)
-                    last_test_t = self.t_env
-                # SAVE
-                if cfg.save_model and (
-                    last_save_t == 0 or self.t_env - last_save_t >= cfg.save_model_interval
-                ):
-                    self.save()
-                    last_save_t = self.t_env
+                    counters.last_test_t = self.t_env
                 # LOG
-                if self.t_env - last_log_t >= cfg.log_interval:
-                    self.loggers.log(self.train_summary(train_stats), self.t_env)
-                    last_log_t = self.t_env
+                if self.t_env - counters.last_log_t >= cfg.log_interval:
+                    self.loggers.log(self.train_summary(), self.t_env)
+                    counters.last_log_t = self.t_env
+                # SAVE
+                if cfg.save_model and self.t_env - counters.last_save_t >= cfg.save_model_interval:
+                    self.save()
                 self.loggers.progress(self.t_env)
-            if last_test_t != self.t_env:
+            # END: a last test, log and checkpoint at t_max, unless they just ran.
+            if counters.last_test_t != self.t_env:
                 self.loggers.log(self.test(), self.t_env)
-            if len(train_stats):
-                self.loggers.log(self.train_summary(train_stats), self.t_env)
-            if cfg.save_model and last_save_t != self.t_env:
+                counters.last_test_t = self.t_env
+            if len(self.train_stats):
+                self.loggers.log(self.train_summary(), self.t_env)
+                counters.last_log_t = self.t_env
+            if cfg.save_model and counters.last_save_t != self.t_env:
                 self.save()
         finally:
             self.loggers.close()
             self.env.close()
 
-    def train_summary(self, stats: EpisodeStats) -> dict[str, float]:
+    def train_summary(self) -> dict[str, float]:
         """Training-episode stats since the last log, plus counters and wall-clock rates."""
-        out = stats.summary("train") if len(stats) else {}
+        out = self.train_stats.summary("train") if len(self.train_stats) else {}
         out["train/episode"] = float(self.episode)
         out["train/epsilon"] = self.runner.action_selector.epsilon(self.t_env)
         now = time.monotonic()
         elapsed = now - self._clock[0]
         if elapsed > 0:
             out["time/sps"] = (self.t_env - self._clock[1]) / elapsed
-        out["time/elapsed_s"] = now - self._started
         self._clock = (now, self.t_env)
         return out
 
-    def state_dict(self) -> dict[str, Any]:
-        """Every stateful component, for checkpoints."""
-        return {
-            "learner": self.learner.state_dict(),
-            "runner": self.runner.state_dict(),
-            "env": self.env.state_dict(),
-            "episode": self.episode,
-            "sample_generator": self.sample_generator.get_state(),
-        }
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.learner.load_state_dict(state["learner"])
-        self.runner.load_state_dict(state["runner"])
-        self.env.load_state_dict(state["env"])
-        self.episode = int(state["episode"])
-        self.sample_generator.set_state(state["sample_generator"])
-
-    def save(self) -> Path:
-        path = save_checkpoint(
-            self.run_dir / "checkpoints",
-            self.t_env,
-            self.state_dict(),
-            meta={
-                "env_info": self.env_info.as_dict(),
-                "algo": self.cfg.algo.name,
-                "config": OmegaConf.to_container(self.cfg, resolve=True),
-            },
-        )
-        log.info("saved checkpoint %s", path)
-        return path
-
-    def load(self, checkpoint_path: str, load_step: int) -> Path:
-        """Restore the state of the checkpoint chosen by ``load_step``."""
-        step_dir = select_checkpoint(checkpoint_path, load_step)
-        state, meta = load_checkpoint(step_dir)
-        saved, current = meta.get("env_info", {}), self.env_info.as_dict()
-        differing = sorted(k for k in current if saved.get(k) != current[k])
-        if differing:
-            raise CheckpointError(
-                f"{step_dir} does not fit this env: {', '.join(differing)} differ "
-                f"(saved {[saved.get(k) for k in differing]}, "
-                f"now {[current[k] for k in differing]})."
-            )
-        if meta.get("algo") != self.cfg.algo.name:
-            raise CheckpointError(
-                f"{step_dir} was saved by algo={meta.get('algo')}, not algo={self.cfg.algo.name}."
-            )
-        try:
-            self.load_state_dict(state)
-        except (KeyError, RuntimeError, ValueError) as err:
-            raise CheckpointError(f"{step_dir} does not fit this config: {err}") from err
-        self.loaded_from = step_dir
-        log.info("loaded checkpoint %s (t_env %d)", step_dir, self.t_env)
-        return step_dir
-
     def evaluate(self) -> dict[str, Any]:
-        """Greedy episodes from the loaded state: ``test_nepisode`` episodes, logged once."""
-        self.start_logging()
+        """``test_nepisode`` greedy episodes from the loaded state, logged once."""
+        self.start_logging("eval")
         try:
             stats = EpisodeStats()
             played = 0
@@ -305,4 +254,114 @@ class Experiment:
             "n_episodes": played,
         }
         result.update({k.removeprefix("eval/"): v for k, v in summary.items()})
+        if "battle_won_mean" in result:
+            result["win_rate"] = result["battle_won_mean"]
         return result
+
+    # ------------------------------------------------------------------ checkpoints
+
+    def state_dict(self) -> dict[str, Any]:
+        """Every stateful part of the run except the replay buffer (saved on its own)."""
+        return {
+            "learner": self.learner.state_dict(),
+            "runner": self.runner.state_dict(),
+            "env": self.env.state_dict(),
+            "episode": self.episode,
+            "counters": asdict(self.counters),
+            "train_stats": self.train_stats.state_dict(),
+            "sample_generator": self.sample_generator.get_state(),
+            "rng": global_rng_state(),
+            "loggers": self.loggers.state_dict(),
+        }
+
+    def load_state_dict(self, state: dict[str, Any], same_run: bool) -> None:
+        """Restore a full state; the loggers' positions only when resuming in place."""
+        self.learner.load_state_dict(state["learner"])
+        self.runner.load_state_dict(state["runner"])
+        self.env.load_state_dict(state["env"])
+        self.episode = int(state["episode"])
+        self.counters = LoopCounters(**state["counters"])
+        self.train_stats.load_state_dict(state["train_stats"])
+        self.sample_generator.set_state(state["sample_generator"])
+        set_global_rng_state(state["rng"])
+        if same_run:
+            self.loggers.load_state_dict(state["loggers"])
+
+    def save(self) -> Path:
+        """Checkpoint the run at ``t_env`` in ``<run dir>/checkpoints/<t_env>/``."""
+        policy = self.cfg.checkpoint
+        self.counters.last_save_t = self.t_env
+        path = save_checkpoint(
+            self.checkpoints_dir,
+            self.t_env,
+            self.state_dict(),
+            meta={
+                "algo": self.cfg.algo.name,
+                "env_info": self.env_info.as_dict(),
+                "config": OmegaConf.to_container(self.cfg, resolve=True),
+            },
+            buffer=None if policy.save_buffer == "never" else self.buffer.state_dict(),
+        )
+        prune_checkpoints(self.checkpoints_dir, self.t_env, policy.save_buffer, policy.keep_last)
+        log.info("saved checkpoint %s", path)
+        return path
+
+    def load(self, step_dir: Path, mode: str) -> None:
+        """Restore from a checkpoint step folder.
+
+        mode ``resume``: everything, continuing the run (in place when the checkpoint
+        is this run's own); ``eval``: the networks and the step counter; ``weights``:
+        the networks only, for a new run (fine-tuning).
+        """
+        state, meta = load_checkpoint(step_dir)
+        self._check_compatible(step_dir, state, meta)
+        try:
+            if mode == "resume":
+                same_run = step_dir.parent.resolve() == self.checkpoints_dir.resolve()
+                self.load_state_dict(state, same_run=same_run)
+                buffer = load_buffer(step_dir)
+                if buffer is None:
+                    log.warning(
+                        "%s holds no replay buffer; training resumes with an empty one, so it "
+                        "will not match an uninterrupted run.",
+                        step_dir,
+                    )
+                else:
+                    self.buffer.load_state_dict(buffer)
+            elif mode == "eval":
+                self.learner.load_state_dict(state["learner"])
+                self.runner.t_env = int(state["runner"]["t_env"])
+            elif mode == "weights":
+                self.learner.load_weights(state["learner"])
+            else:
+                raise ValueError(f"unknown load mode {mode!r}")
+        except (KeyError, RuntimeError, ValueError) as err:
+            raise CheckpointError(f"{step_dir} does not fit this config: {err}") from err
+        self.loaded_from = step_dir
+        log.info("loaded checkpoint %s (%s, t_env %d)", step_dir, mode, self.t_env)
+
+    def _check_compatible(
+        self, step_dir: Path, state: dict[str, Any], meta: dict[str, Any]
+    ) -> None:
+        """Env shapes, algorithm and network shapes must match; name what differs."""
+        saved_info, info = meta.get("env_info", {}), self.env_info.as_dict()
+        differing = [k for k in info if saved_info.get(k) != info[k]]
+        if differing:
+            pairs = ", ".join(f"{k} (saved {saved_info.get(k)}, now {info[k]})" for k in differing)
+            raise CheckpointError(f"{step_dir} does not fit this env: {pairs} differ.")
+        if meta.get("algo") != self.cfg.algo.name:
+            raise CheckpointError(
+                f"{step_dir} was saved by algo={meta.get('algo')}, not algo={self.cfg.algo.name}."
+            )
+        learner_state = state.get("learner", {})
+        current = self.learner.state_dict()
+        mismatches = []
+        for part in ("mac", "mixer"):
+            saved_part, current_part = learner_state.get(part) or {}, current[part] or {}
+            mismatches += shape_mismatches(saved_part, current_part, prefix=f"{part}.")
+        if mismatches:
+            raise CheckpointError(
+                f"{step_dir} has networks of other shapes: {'; '.join(mismatches[:5])}"
+                + (f"; and {len(mismatches) - 5} more" if len(mismatches) > 5 else "")
+                + "."
+            )

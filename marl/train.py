@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import shutil
 import sys
 from pathlib import Path
 
@@ -18,22 +19,71 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.errors import InstantiationException
 from omegaconf import DictConfig
 
+from marl.checkpoint import list_steps, select_checkpoint
 from marl.config import register_configs
 from marl.errors import UsageError
 
 log = logging.getLogger("marl")
 
 
-def run(cfg: DictConfig, run_dir: Path) -> None:
-    """Train, or evaluate a checkpoint, in ``run_dir``."""
-    from marl.experiment import Experiment
+RESUME_MODES = ("auto", "never")
 
-    if (cfg.evaluate or cfg.save_replay) and not cfg.checkpoint_path:
+
+def fresh_sibling(run_dir: Path) -> Path:
+    """``<run dir>_<k>`` for the smallest free k, with this launch's ``.hydra`` copied in."""
+    k = 1
+    while (candidate := run_dir.with_name(f"{run_dir.name}_{k}")).exists():
+        k += 1
+    candidate.mkdir(parents=True)
+    if (run_dir / ".hydra").is_dir():
+        shutil.copytree(run_dir / ".hydra", candidate / ".hydra")
+    return candidate
+
+
+def run(cfg: DictConfig, run_dir: Path) -> None:
+    """Train (fresh, resumed or fine-tuned) or evaluate a checkpoint, in ``run_dir``.
+
+    - ``evaluate=true`` (or ``save_replay=true``): load ``checkpoint_path``, play
+      ``test_nepisode`` greedy episodes, write ``eval.json``.
+    - A run folder that already ran (``resume=auto``): continue from its latest
+      complete checkpoint, cutting its logs back to that point; with no complete
+      checkpoint yet, start over in place. ``resume=never``: a new sibling folder.
+    - ``checkpoint_path`` otherwise: continue from that checkpoint's full state in
+      this folder, or with ``finetune=true`` start from its network weights only.
+    """
+    from marl.experiment import CHECKPOINTS, RESOLVED_CONFIG, Experiment
+
+    evaluating = bool(cfg.evaluate or cfg.save_replay)
+    if cfg.resume not in RESUME_MODES:
+        raise UsageError(f"resume must be one of {', '.join(RESUME_MODES)}, got {cfg.resume!r}.")
+    if evaluating and not cfg.checkpoint_path:
         raise UsageError("evaluate=true needs checkpoint_path=<run or checkpoints folder>.")
+    if cfg.finetune and (evaluating or not cfg.checkpoint_path):
+        raise UsageError("finetune=true needs checkpoint_path and trains (no evaluate=true).")
+    # Pick the checkpoint first, so that a bad path fails before anything is built.
+    source = select_checkpoint(cfg.checkpoint_path, cfg.load_step) if cfg.checkpoint_path else None
+    mode = "eval" if evaluating else "weights" if cfg.finetune else "resume"
+
+    restart_in_place = False
+    own = run_dir / CHECKPOINTS
+    if not evaluating and ((run_dir / RESOLVED_CONFIG).exists() or own.is_dir()):
+        complete, _ = list_steps(own)
+        if cfg.resume == "never":
+            run_dir = fresh_sibling(run_dir)
+            log.info("resume=never: this run starts fresh in %s", run_dir)
+        elif complete:
+            source, mode = own / str(complete[-1]), "resume"
+            log.info("resuming this run from its latest checkpoint %s", source)
+        elif own.is_dir():
+            restart_in_place = True
+            log.warning("%s stopped before its first checkpoint; starting it over", run_dir)
+
     experiment = Experiment(cfg, run_dir)
-    if cfg.checkpoint_path:
-        experiment.load(cfg.checkpoint_path, cfg.load_step)
-    if cfg.evaluate or cfg.save_replay:
+    if restart_in_place:
+        experiment.restart_in_place()
+    if source is not None:
+        experiment.load(source, mode)
+    if evaluating:
         result = experiment.evaluate()
         (run_dir / "eval.json").write_text(json.dumps(result, indent=2) + "\n")
         log.info("evaluation: %s", json.dumps(result))

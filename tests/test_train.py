@@ -12,7 +12,6 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from marl.checkpoint import CheckpointError
 from marl.errors import UsageError
 from marl.train import run
 
@@ -81,13 +80,6 @@ def test_evaluate_without_checkpoint_is_an_error(make_config, tmp_path: Path) ->
     with pytest.raises(UsageError, match="checkpoint_path"):
         run(make_config("evaluate=true"), tmp_path)
     assert not (tmp_path / "metrics.jsonl").exists()
-
-
-def test_checkpoint_of_another_env_is_refused(make_config, tmp_path: Path) -> None:
-    run(make_config("save_model=true"), tmp_path / "train")
-    cfg = make_config(f"checkpoint_path={tmp_path / 'train'}", "evaluate=true", "env.game=penalty")
-    with pytest.raises(CheckpointError, match="n_actions"):
-        run(cfg, tmp_path / "eval")
 
 
 def marl_train(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:

@@ -209,6 +209,14 @@ class QLearner:
             "last_target_update_episode": self.last_target_update_episode,
         }
 
+    def load_weights(self, state: dict[str, Any]) -> None:
+        """Only the networks of a saved state, copied into the targets too (fine-tuning)."""
+        self.mac.load_state_dict(state["mac"])
+        self.target_mac.load_state_dict(state["mac"])
+        if self.mixer is not None and self.target_mixer is not None:
+            self.mixer.load_state_dict(state["mixer"])
+            self.target_mixer.load_state_dict(state["mixer"])
+
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.mac.load_state_dict(state["mac"])
         self.target_mac.load_state_dict(state["target_mac"])

@@ -7,7 +7,7 @@ are built from ``conf/logger/*.yaml`` and never read global state.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,6 +20,10 @@ class RunInfo:
     run_dir: Path
     t_max: int
     config: dict[str, Any]
+    t_env: int = 0
+    """Env step the run starts (or resumes) at."""
+    job_type: str = "train"
+    """train | eval."""
 
 
 class Logger:
@@ -37,25 +41,40 @@ class Logger:
     def close(self) -> None:
         """Flush and release resources; called in a ``finally``."""
 
+    def state_dict(self) -> dict[str, Any]:
+        """The logger's position, saved with checkpoints (e.g. bytes written)."""
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Resume at a saved position: called before ``start`` when a run resumes in place."""
+
 
 class LoggerGroup(Logger):
-    """Forwards every call to each of its loggers, in order."""
+    """Forwards every call to each of its named loggers, in order."""
 
-    def __init__(self, loggers: Sequence[Logger]) -> None:
-        self.loggers = list(loggers)
+    def __init__(self, loggers: Mapping[str, Logger]) -> None:
+        self.loggers = dict(loggers)
 
     def start(self, run: RunInfo) -> None:
-        for logger in self.loggers:
+        for logger in self.loggers.values():
             logger.start(run)
 
     def log(self, metrics: Mapping[str, float], t_env: int) -> None:
-        for logger in self.loggers:
+        for logger in self.loggers.values():
             logger.log(metrics, t_env)
 
     def progress(self, t_env: int) -> None:
-        for logger in self.loggers:
+        for logger in self.loggers.values():
             logger.progress(t_env)
 
     def close(self) -> None:
-        for logger in self.loggers:
+        for logger in self.loggers.values():
             logger.close()
+
+    def state_dict(self) -> dict[str, Any]:
+        return {name: logger.state_dict() for name, logger in self.loggers.items()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        for name, logger in self.loggers.items():
+            if name in state:
+                logger.load_state_dict(state[name])

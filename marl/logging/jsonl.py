@@ -32,15 +32,36 @@ class JsonlLogger(Logger):
         self.exclude_prefixes = tuple(exclude_prefixes)
         self.path: Path | None = None
         self._file: IO[str] | None = None
+        self._resume_offset: int | None = None
 
     def start(self, run: RunInfo) -> None:
         self.path = run.run_dir / self.filename
-        if self.path.exists() and self.path.stat().st_size > 0:
+        size = self.path.stat().st_size if self.path.exists() else 0
+        if self._resume_offset is None and size > 0:
             raise FileExistsError(
-                f"{self.path} already holds metrics of another run; "
-                "start a new run folder instead of overwriting it."
+                f"{self.path} already holds metrics of a run with no checkpoint to resume "
+                "from; use resume=never (a new folder) or another hydra.run.dir."
             )
+        if self._resume_offset is not None:
+            if size < self._resume_offset:
+                raise FileExistsError(
+                    f"{self.path} is shorter ({size} bytes) than its checkpoint recorded "
+                    f"({self._resume_offset}); it was changed after the run stopped."
+                )
+            # Lines written after the checkpoint will be written again: cut them.
+            with self.path.open("r+b") as f:
+                f.truncate(self._resume_offset)
         self._file = self.path.open("a", encoding="utf-8")
+
+    def state_dict(self) -> dict[str, int]:
+        """Bytes written so far; a resume in place cuts the file back to it."""
+        if self._file is None:
+            return {"offset": 0}
+        self._file.flush()
+        return {"offset": self._file.tell()}
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        self._resume_offset = int(state["offset"])
 
     def log(self, metrics: Mapping[str, float], t_env: int) -> None:
         if self._file is None:
