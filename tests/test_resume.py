@@ -142,11 +142,13 @@ def test_resume_auto_continues_in_place_and_cuts_metrics(make_config, tmp_path: 
     # Plant lines a killed process would have written after its last checkpoint.
     with (tmp_path / "metrics.jsonl").open("a") as f:
         f.write(json.dumps({"t_env": 10**6, "test/return_mean": -1.0}) + "\n")
-    run(make_config(*FAST, "t_max=200"), tmp_path)
+    # Ends with a log in the loop but a checkpoint only after it (150 - 140 < 40).
+    run(make_config(*FAST, "t_max=150", "save_model_interval=40"), tmp_path)
     resumed = read_rows(tmp_path)
     assert resumed[: len(rows)] == rows
     assert all(r["t_env"] < 10**6 for r in resumed)
-    assert resumed[-1]["t_env"] >= 200
+    assert resumed[-1]["t_env"] == 150
+    assert list_steps(tmp_path / "checkpoints")[0][-1] == 150  # the final checkpoint
     steps = [r["t_env"] for r in resumed if "test/return_mean" in r]
     assert steps == sorted(set(steps)), "a test step appears twice"
 

@@ -72,6 +72,7 @@ class ConsoleLogger(Logger):
 
     def start(self, run: RunInfo) -> None:
         self.t_max = run.t_max
+        self._start_t_env = run.t_env
         self._start_time = self._last_draw = time.monotonic()
         log.info("run folder: %s", run.run_dir)
 

@@ -23,7 +23,7 @@ class EpisodeStats:
             self.values[key].append(value.float())  # (B,)
 
     def __len__(self) -> int:
-        return sum(v.numel() for v in self.values["return"])
+        return sum(v.numel() for v in self.values.get("return", []))
 
     def summary(self, prefix: str) -> dict[str, float]:
         """``{prefix}/return_mean``, ``_std``, ``_min``, ``_max``, ``ep_length_mean``,
@@ -39,7 +39,7 @@ class EpisodeStats:
         return out
 
     def state_dict(self) -> dict[str, Any]:
-        return {key: torch.cat(chunks).cpu() for key, chunks in self.values.items()}
+        return {key: torch.cat(chunks).cpu() for key, chunks in self.values.items() if chunks}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.values.clear()
