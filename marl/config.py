@@ -122,6 +122,12 @@ def env_tag(choice: str, env: DictConfig) -> str:
     return choice
 
 
+def register_resolvers() -> None:
+    """The interpolations run-folder names use (idempotent)."""
+    if not OmegaConf.has_resolver("marl.env_tag"):
+        OmegaConf.register_new_resolver("marl.env_tag", env_tag)
+
+
 def register_configs() -> None:
     """Store the schemas and resolvers Hydra needs; call before composing."""
     cs = ConfigStore.instance()
@@ -129,8 +135,7 @@ def register_configs() -> None:
     for group, options in SCHEMAS.items():
         for name, node in options.items():
             cs.store(group=f"schema/{group}", name=name, node=node)
-    if not OmegaConf.has_resolver("marl.env_tag"):
-        OmegaConf.register_new_resolver("marl.env_tag", env_tag)
+    register_resolvers()
 
 
 def compose_config(overrides: list[str] | None = None) -> DictConfig:

@@ -20,10 +20,15 @@ from hydra.errors import InstantiationException
 from omegaconf import DictConfig
 
 from marl.checkpoint import list_steps, select_checkpoint
-from marl.config import register_configs
+from marl.config import register_configs, register_resolvers
 from marl.errors import UsageError
 
 log = logging.getLogger("marl")
+
+# Launchers (joblib, submitit) unpickle the task function in fresh processes and
+# resolve the run folder name there, before it runs: the resolver must exist as
+# soon as this module is imported.
+register_resolvers()
 
 
 RESUME_MODES = ("auto", "never")
