@@ -8,6 +8,7 @@ marl-train checkpoint_path=outputs/<run> evaluate=true
 
 from __future__ import annotations
 
+import gc
 import json
 import logging
 import shutil
@@ -15,6 +16,7 @@ import sys
 from pathlib import Path
 
 import hydra
+import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.errors import InstantiationException
 from omegaconf import DictConfig
@@ -107,6 +109,15 @@ def _hydra_main(cfg: DictConfig) -> None:
     except InstantiationException as err:
         log.error("%s", str(err).splitlines()[-2] if "\n" in str(err) else err)
         sys.exit(1)
+    finally:
+        release_job_memory()
+
+
+def release_job_memory() -> None:
+    """Sequential multirun jobs share a process: free what one job cached for the next."""
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
 
 
 def main() -> None:
