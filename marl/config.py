@@ -18,11 +18,13 @@ from omegaconf import MISSING, DictConfig, OmegaConf
 
 from marl.checkpoint import CheckpointConfig
 from marl.controllers.mac import ControllerConfig
+from marl.envs.base import env_task
 from marl.envs.matrix import MatrixEnvConfig
 from marl.exploration.epsilon_greedy import EpsilonGreedyConfig
 from marl.learners.q_learning import QLearnerConfig
 from marl.logging.console import ConsoleLoggerConfig
 from marl.logging.jsonl import JsonlLoggerConfig
+from marl.logging.wandb import WandbLoggerConfig
 from marl.modules.agents.rnn import RNNAgentConfig
 from marl.modules.mixers.qmix import QMixerConfig
 from marl.modules.mixers.vdn import VDNMixerConfig
@@ -105,21 +107,19 @@ SCHEMAS: dict[str, dict[str, type]] = {
     "learner": {"q_learning": QLearnerConfig},
     "env": {"matrix": MatrixEnvConfig},
     "runner": {"episode": EpisodeRunnerConfig},
-    "logger": {"console": ConsoleLoggerConfig, "jsonl": JsonlLoggerConfig},
+    "logger": {
+        "console": ConsoleLoggerConfig,
+        "jsonl": JsonlLoggerConfig,
+        "wandb": WandbLoggerConfig,
+    },
 }
 """group -> option -> schema, stored as ``schema/<group>/<option>``."""
-
-ENV_TAG_KEYS = ("map_name", "game", "key", "name")
-"""Env settings that name the task inside an env family, for run folder names."""
 
 
 def env_tag(choice: str, env: DictConfig) -> str:
     """`matrix` + `game=two_step` -> `matrix_two_step`; used in run folder names."""
-    for key in ENV_TAG_KEYS:
-        value = env.get(key) if isinstance(env, DictConfig) else None
-        if value:
-            return f"{choice}_{value}"
-    return choice
+    task = env_task(env) if isinstance(env, DictConfig) else None
+    return f"{choice}_{task}" if task else choice
 
 
 def register_resolvers() -> None:

@@ -21,10 +21,23 @@ Semantics (SMAC's, batched):
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from typing import Any, NamedTuple, Protocol, runtime_checkable
 
 import torch
+
+TASK_KEYS = ("map_name", "game", "key", "name")
+"""Env settings that name the task inside an env family (run folders, W&B, plots)."""
+
+
+def env_task(env_config: Mapping[str, Any]) -> str | None:
+    """The task of an env config: the first of its ``TASK_KEYS`` that is set."""
+    for key in TASK_KEYS:
+        value = env_config.get(key)
+        if value:
+            return str(value)
+    return None
 
 
 @dataclass(frozen=True)

@@ -75,8 +75,8 @@ def _new_figure(dpi: int) -> tuple[Figure, FigureCanvasAgg, Axes]:
 
 def _points_per_unit(ax: Axes, info: BattleInfo) -> float:
     """Typographic points per map unit, from the axes box (equal aspect, so the tighter side)."""
-    fig = ax.get_figure()
-    width_in, height_in = fig.get_size_inches() if fig is not None else FIG_SIZE
+    fig = ax.get_figure(root=True)
+    width_in, height_in = fig.get_size_inches() if isinstance(fig, Figure) else FIG_SIZE
     pos = ax.get_position()
     w, h = info.map_size
     return 72.0 * min(pos.width * width_in / w, pos.height * height_in / h)
@@ -125,7 +125,9 @@ def _draw_units(ax: Axes, replay: BattleReplay, index: int) -> list[Artist]:
     artists: list[Artist] = []
 
     circles, faces, edges = [], [], []
-    bar_backs, health_bars, shield_bars = [], [], []
+    bar_backs: list[Rectangle] = []
+    health_bars: list[Rectangle] = []
+    shield_bars: list[Rectangle] = []
     dead_xy: list[tuple[float, float]] = []
     dead_sizes, dead_colors = [], []
     letters: list[tuple[float, float, str, float]] = []
