@@ -37,6 +37,7 @@ from marl.checkpoint import (
     shape_mismatches,
 )
 from marl.data.replay_buffer import EpisodeReplayBuffer
+from marl.envs.base import ReplayEnv
 from marl.errors import UsageError
 from marl.logging.base import LoggerGroup, RunInfo
 from marl.logging.stats import EpisodeStats
@@ -103,7 +104,7 @@ class Experiment:
             cfg.env, batch_size=cfg.batch_size_run, seed=cfg.seed, device=self.device
         )
         self.env_info = self.env.get_env_info()
-        if cfg.save_replay and not hasattr(self.env, "save_replay"):
+        if cfg.save_replay and not isinstance(self.env, ReplayEnv):
             raise UsageError(
                 f"env {type(self.env).__name__} cannot save replays; drop save_replay=true."
             )
@@ -234,7 +235,10 @@ class Experiment:
     def evaluate(self) -> dict[str, Any]:
         """``test_nepisode`` greedy episodes from the loaded state, logged once."""
         self.start_logging("eval")
+        replays: list[Path] = []
         try:
+            if self.cfg.save_replay:
+                cast(ReplayEnv, self.env).set_recording(True)
             stats = EpisodeStats()
             played = 0
             while played < self.cfg.test_nepisode:
@@ -244,6 +248,9 @@ class Experiment:
                 played += keep
             summary = stats.summary("eval")
             self.loggers.log(summary, self.t_env)
+            if self.cfg.save_replay:
+                replays = cast(ReplayEnv, self.env).save_replay(self.run_dir / "replays")
+                log.info("saved %d replays in %s", len(replays), self.run_dir / "replays")
         finally:
             self.loggers.close()
             self.env.close()
@@ -256,6 +263,8 @@ class Experiment:
         result.update({k.removeprefix("eval/"): v for k, v in summary.items()})
         if "battle_won_mean" in result:
             result["win_rate"] = result["battle_won_mean"]
+        if replays:
+            result["replays"] = [str(p) for p in replays]
         return result
 
     # ------------------------------------------------------------------ checkpoints

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any, NamedTuple, Protocol, runtime_checkable
 
 import torch
@@ -94,3 +95,16 @@ class BatchedEnv(Protocol):
     def load_state_dict(self, state: dict[str, Any]) -> None: ...
 
     def close(self) -> None: ...
+
+
+@runtime_checkable
+class ReplayEnv(Protocol):
+    """An env that can record episodes and save them as replays (``save_replay=true``)."""
+
+    def set_recording(self, on: bool) -> None:
+        """Record the episodes played from now on (the first copy of each batch)."""
+        ...
+
+    def save_replay(self, directory: Path) -> list[Path]:
+        """Write the recorded episodes into ``directory``; return the files written."""
+        ...
