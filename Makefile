@@ -5,9 +5,9 @@ TORCH_VERSION ?= 2.13.0
 
 .PHONY: install train test test-all lint format typecheck bench clean
 
-install:  ## torch first (a CPU wheel that satisfies the project's range), then marl with dev extras
+install:  ## torch first (a CPU wheel that satisfies the project's range), then marl with dev and env extras
 	$(PIP) install "torch==$(TORCH_VERSION)"
-	$(PIP) install -e ".[dev]"
+	$(PIP) install -e ".[dev,envs]"
 
 train:  ## the default run: QMIX on the default env
 	marl-train

@@ -19,7 +19,9 @@ from omegaconf import MISSING, DictConfig, OmegaConf
 from marl.checkpoint import CheckpointConfig
 from marl.controllers.mac import ControllerConfig
 from marl.envs.base import env_task
+from marl.envs.gymnasium_env import GymnasiumEnvConfig
 from marl.envs.matrix import MatrixEnvConfig
+from marl.envs.pettingzoo_env import PettingZooEnvConfig
 from marl.exploration.epsilon_greedy import EpsilonGreedyConfig
 from marl.learners.q_learning import QLearnerConfig
 from marl.logging.console import ConsoleLoggerConfig
@@ -105,7 +107,11 @@ SCHEMAS: dict[str, dict[str, type]] = {
     "action_selector": {"epsilon_greedy": EpsilonGreedyConfig},
     "mixer": {"vdn": VDNMixerConfig, "qmix": QMixerConfig},
     "learner": {"q_learning": QLearnerConfig},
-    "env": {"matrix": MatrixEnvConfig},
+    "env": {
+        "matrix": MatrixEnvConfig,
+        "gymnasium": GymnasiumEnvConfig,
+        "pettingzoo": PettingZooEnvConfig,
+    },
     "runner": {"episode": EpisodeRunnerConfig},
     "logger": {
         "console": ConsoleLoggerConfig,

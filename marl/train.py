@@ -107,7 +107,10 @@ def _hydra_main(cfg: DictConfig) -> None:
         log.error("%s", err)
         sys.exit(1)
     except InstantiationException as err:
-        log.error("%s", str(err).splitlines()[-2] if "\n" in str(err) else err)
+        if isinstance(err.__cause__, UsageError):  # e.g. an env's missing optional package
+            log.error("%s", err.__cause__)
+        else:
+            log.error("%s", str(err).splitlines()[-2] if "\n" in str(err) else err)
         sys.exit(1)
     finally:
         release_job_memory()
