@@ -14,10 +14,9 @@ import torch
 from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 
-from marl.config import SCHEMAS, compose_config
+from marl.config import compose_config
 from marl.envs.base import BatchedEnv
-from marl.envs.gymnasium_env import GymnasiumEnv, GymnasiumEnvConfig
-from marl.envs.pettingzoo_env import PettingZooEnvConfig
+from marl.envs.gymnasium_env import GymnasiumEnv
 from marl.envs.workers import SerialBatchedEnv
 from marl.errors import UsageError
 
@@ -35,15 +34,6 @@ SMALL_LBF = [
     "+env.kwargs.min_food_level=1",
     "+env.kwargs.max_food_level=1",
 ]
-
-
-@pytest.fixture(scope="module", autouse=True)
-def env_schemas() -> Iterator[None]:
-    """Register the adapters' schemas as marl.config will (a no-op once it does)."""
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setitem(SCHEMAS["env"], "gymnasium", GymnasiumEnvConfig)
-        patch.setitem(SCHEMAS["env"], "pettingzoo", PettingZooEnvConfig)
-        yield
 
 
 def make_preset(name: str, batch_size: int, seed: int = 1, *overrides: str) -> Any:

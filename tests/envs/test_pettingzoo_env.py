@@ -14,25 +14,15 @@ import pytest
 import torch
 from hydra.utils import instantiate
 
-from marl.config import SCHEMAS, compose_config
+from marl.config import compose_config
 from marl.envs.base import BatchedEnv
-from marl.envs.gymnasium_env import GymnasiumEnvConfig
-from marl.envs.pettingzoo_env import PettingZooEnv, PettingZooEnvConfig
+from marl.envs.pettingzoo_env import PettingZooEnv
 from marl.errors import UsageError
 
 needs_mpe = pytest.mark.skipif(
     find_spec("mpe2") is None or find_spec("pettingzoo") is None, reason="pip install 'marl[mpe]'"
 )
 N, A, OBS, S, LIMIT = 3, 5, 18, 54, 25  # simple_spread_v3: agents, actions, obs, state, steps
-
-
-@pytest.fixture(scope="module", autouse=True)
-def env_schemas() -> Iterator[None]:
-    """Register the adapters' schemas as marl.config will (a no-op once it does)."""
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setitem(SCHEMAS["env"], "gymnasium", GymnasiumEnvConfig)
-        patch.setitem(SCHEMAS["env"], "pettingzoo", PettingZooEnvConfig)
-        yield
 
 
 def make_mpe(batch_size: int, seed: int = 1, *overrides: str) -> Any:

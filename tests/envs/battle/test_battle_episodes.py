@@ -1,0 +1,173 @@
+"""Whole episodes: the stock-AI opponent, seeding, checkpoints, replays, the SMAC view."""
+
+from __future__ import annotations
+
+import copy
+import sys
+import types
+from pathlib import Path
+
+import pytest
+import torch
+
+from marl.envs.battle.env import BattleEnv
+from marl.envs.battle.frame import BattleReplay
+from marl.envs.battle.maps import MAPS
+from marl.envs.battle.smac import BattleSMACEnv
+
+STOP = 1
+
+
+def idle_actions(env: BattleEnv) -> torch.Tensor:
+    """Stop for the living, no-op for the dead, (B, N)."""
+    return env.avail_actions()[..., STOP].long()  # (B, N): 1 if alive else 0
+
+
+def random_actions(env: BattleEnv, gen: torch.Generator) -> torch.Tensor:
+    avail = env.avail_actions().float()  # (B, N, A)
+    flat = torch.multinomial(avail.view(-1, avail.shape[-1]), 1, generator=gen)  # (B * N, 1)
+    return flat.view(avail.shape[:2])  # (B, N)
+
+
+@pytest.mark.parametrize("map_name", sorted(MAPS))
+def test_stock_ai_beats_a_team_that_does_nothing(map_name: str) -> None:
+    env = BattleEnv(map_name, batch_size=4, seed=3)
+    limit = env.episode_limit
+    ended = torch.zeros(4, dtype=torch.bool)
+    for _ in range(limit):
+        result = env.step(idle_actions(env))
+        newly = result.terminated & ~ended
+        assert not result.info["battle_won"][newly].any()
+        assert (result.info["dead_allies"][newly] == env.n_agents).all()
+        ended |= result.terminated
+        if ended.all():
+            break
+    assert ended.all()
+    assert env.get_stats()["battles_game"] == 4 and env.get_stats()["timeouts"] == 0
+
+
+def play(env: BattleEnv, steps: int, seed: int) -> list[torch.Tensor]:
+    gen = torch.Generator().manual_seed(seed)
+    out = [env.obs().clone()]
+    for _ in range(steps):
+        result = env.step(random_actions(env, gen))
+        out += [env.obs().clone(), result.reward.clone()]
+    return out
+
+
+def test_same_seed_same_trajectory_and_different_seed_differs() -> None:
+    a = play(BattleEnv("2s3z", batch_size=2, seed=7), 30, seed=0)
+    b = play(BattleEnv("2s3z", batch_size=2, seed=7), 30, seed=0)
+    c = play(BattleEnv("2s3z", batch_size=2, seed=8), 30, seed=0)
+    for x, y in zip(a, b, strict=True):
+        torch.testing.assert_close(x, y, rtol=0, atol=0)
+    assert not torch.equal(a[0], c[0])  # spawn noise differs
+
+
+def test_copy_zero_of_a_batch_plays_like_a_single_env() -> None:
+    # Each copy has its own random stream keyed by (seed, copy index), so copy 0 of a
+    # batch of 3 sees exactly what a B = 1 env with the same seed sees.
+    single = BattleEnv("3m", batch_size=1, seed=11)
+    batch = BattleEnv("3m", batch_size=3, seed=11)
+    gen = torch.Generator().manual_seed(1)
+    for _ in range(40):
+        torch.testing.assert_close(batch.obs()[:1], single.obs(), rtol=0, atol=0)
+        actions = random_actions(batch, gen)  # (3, N)
+        r_batch, r_single = batch.step(actions), single.step(actions[:1])
+        torch.testing.assert_close(r_batch.reward[:1], r_single.reward, rtol=0, atol=0)
+        if bool(r_single.terminated[0]):
+            single.reset()
+            batch.reset()
+
+
+def test_state_dict_round_trip_mid_episode() -> None:
+    env = BattleEnv("2s3z", batch_size=3, seed=5)
+    play(env, 6, seed=1)
+    saved = copy.deepcopy(env.state_dict())
+    after = play(env, 20, seed=2)
+    other = BattleEnv("2s3z", batch_size=3, seed=99)
+    other.load_state_dict(saved)
+    again = play(other, 20, seed=2)
+    for x, y in zip(after, again, strict=True):
+        torch.testing.assert_close(x, y, rtol=0, atol=0)
+    assert other.get_stats() == env.get_stats()
+
+
+def test_load_state_dict_rejects_another_map() -> None:
+    with pytest.raises(ValueError, match="map"):
+        BattleEnv("8m", batch_size=1, seed=0).load_state_dict(
+            BattleEnv("3m", batch_size=1, seed=0).state_dict()
+        )
+
+
+def test_recording_and_save_replay(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    env = BattleEnv("3m", batch_size=2, seed=0)
+    env.set_recording(True)
+    env.reset()
+    steps = 0
+    while not bool(env.step(idle_actions(env)).terminated[0]):
+        steps += 1
+    replays = env.recorded_replays()
+    assert len(replays) == 1 and env.recorded_replays() == []
+    replay = replays[0]
+    assert isinstance(replay, BattleReplay)
+    assert len(replay.frames) == steps + 2  # reset frame + one per step
+    assert replay.frames[-1].outcome == "lost" and replay.frames[0].step == 0
+    assert any(a >= 0 for f in replay.frames for a in f.attacking)  # enemies fired
+    assert len(replay.info.unit_types) == 6 and replay.info.is_ally[:3] == (True,) * 3
+
+    written: list[Path] = []
+    fake = types.ModuleType("marl.envs.battle.render")
+    fake.save_gif = lambda rep, path: written.append(Path(path))  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "marl.envs.battle.render", fake)
+    env.reset()
+    while not bool(env.step(idle_actions(env)).terminated[0]):
+        pass
+    paths = env.save_replay(tmp_path)
+    assert paths == written == [tmp_path / "3m_0.gif"]
+
+
+def test_smac_view_api() -> None:
+    env = BattleSMACEnv("3m", seed=0)
+    obs, state = env.reset()
+    assert len(obs) == 3 and all(o.shape == (30,) for o in obs)
+    assert state.shape == (48,)
+    assert env.get_obs_size() == 30 and env.get_state_size() == 48
+    assert env.get_total_actions() == 9
+    info = env.get_env_info()
+    assert {"state_shape", "obs_shape", "n_actions", "n_agents", "episode_limit"} <= set(info)
+    assert {"agent_features", "enemy_features"} <= set(info)
+    avail = env.get_avail_actions()
+    assert avail == [[0, 1, 1, 1, 1, 1, 0, 0, 0]] * 3
+    assert env.get_avail_agent_actions(1) == avail[1]
+    assert env.get_obs_agent(2).shape == (30,)
+    reward, terminated, step_info = env.step([1, 1, 1])
+    assert isinstance(reward, float) and isinstance(terminated, bool)
+    assert set(step_info) == {"battle_won", "dead_allies", "dead_enemies"}
+    assert isinstance(step_info["battle_won"], bool) and isinstance(step_info["dead_allies"], int)
+    with pytest.raises(AssertionError, match="cannot perform action 0"):
+        env.step([0, 1, 1])
+    assert env.get_stats()["win_rate"] == 0.0
+
+
+def test_smac_view_stats_after_episodes() -> None:
+    env = BattleSMACEnv("3m", seed=1)
+    gen = torch.Generator().manual_seed(0)
+    for _ in range(3):
+        env.reset()
+        terminated = False
+        while not terminated:
+            avail = torch.tensor(env.get_avail_actions(), dtype=torch.float32)
+            actions = torch.multinomial(avail, 1, generator=gen).flatten().tolist()
+            _, terminated, _ = env.step(actions)
+    stats = env.get_stats()
+    assert set(stats) == {
+        "battles_won",
+        "battles_game",
+        "battles_draw",
+        "win_rate",
+        "timeouts",
+        "restarts",
+    }
+    assert stats["battles_game"] == 3
+    assert stats["win_rate"] == stats["battles_won"] / 3
