@@ -19,6 +19,7 @@ from omegaconf import MISSING, DictConfig, OmegaConf
 from marl.checkpoint import CheckpointConfig
 from marl.controllers.mac import ControllerConfig
 from marl.envs.base import env_task
+from marl.envs.battle.env import BattleEnvConfig
 from marl.envs.gymnasium_env import GymnasiumEnvConfig
 from marl.envs.matrix import MatrixEnvConfig
 from marl.envs.pettingzoo_env import PettingZooEnvConfig
@@ -55,15 +56,15 @@ class TrainConfig:
 
     seed: int = 1
     """Seeds every random number generator of the run."""
-    t_max: int = 20000
+    t_max: int = 150000
     """Environment steps to train for."""
-    test_interval: int = 2000
+    test_interval: int = 10000
     """Env steps between test phases (and progress reports)."""
     test_nepisode: int = 32
     """Greedy episodes per test phase."""
-    log_interval: int = 2000
+    log_interval: int = 10000
     """Env steps between logs of training-episode stats."""
-    learner_log_interval: int = 2000
+    learner_log_interval: int = 10000
     """Env steps between logs of learner stats."""
     save_model: bool = False
     """Save checkpoints under <run dir>/checkpoints/<t_env>/."""
@@ -87,7 +88,7 @@ class TrainConfig:
     """cpu | cuda | cuda:<i> | auto (cuda when available)."""
     torch_threads: int = 1
     """torch intra-op threads; 1 is fastest for the small networks of MARL on CPU."""
-    batch_size_run: int = 1
+    batch_size_run: int = 8
     """Env copies stepped together (episodes per runner batch)."""
     batch_size: int = 32
     """Episodes per learner update."""
@@ -108,6 +109,7 @@ SCHEMAS: dict[str, dict[str, type]] = {
     "mixer": {"vdn": VDNMixerConfig, "qmix": QMixerConfig},
     "learner": {"q_learning": QLearnerConfig},
     "env": {
+        "battle": BattleEnvConfig,
         "matrix": MatrixEnvConfig,
         "gymnasium": GymnasiumEnvConfig,
         "pettingzoo": PettingZooEnvConfig,

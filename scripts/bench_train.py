@@ -32,7 +32,13 @@ from marl.config import compose_config
 from marl.experiment import Experiment
 
 CONFIGS: dict[str, list[str]] = {
-    "qmix_two_step": ["algo=qmix", "env=matrix", "env.game=two_step", "t_max=5000"],
+    "qmix_two_step": [
+        "algo=qmix",
+        "env=matrix",
+        "env.game=two_step",
+        "batch_size_run=1",
+        "t_max=5000",
+    ],
     "qmix_penalty_25rounds_b8": [
         "algo=qmix",
         "env=matrix",

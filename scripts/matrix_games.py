@@ -20,7 +20,13 @@ from marl.experiment import Experiment
 
 
 def final_greedy_return(algo: str, game: str, seed: int, t_max: int) -> float:
-    overrides = [f"algo={algo}", "env=matrix", f"env.game={game}", f"seed={seed}"]
+    overrides = [
+        f"algo={algo}",
+        "env=matrix",
+        "batch_size_run=1",
+        f"env.game={game}",
+        f"seed={seed}",
+    ]
     overrides += [f"t_max={t_max}", "logger=[jsonl]", "test_nepisode=4"]
     with tempfile.TemporaryDirectory() as tmp:
         experiment = Experiment(compose_config(overrides), Path(tmp))

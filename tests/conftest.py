@@ -33,7 +33,8 @@ def make_config() -> Callable[..., DictConfig]:
     """Compose with overrides; small, fast run settings unless overridden."""
 
     def make(*overrides: str) -> DictConfig:
-        fast = ["t_max=200", "test_interval=100", "test_nepisode=4", "log_interval=100"]
+        fast = ["env=matrix", "batch_size_run=1", "t_max=200", "test_interval=100"]
+        fast += ["test_nepisode=4", "log_interval=100"]
         fast += ["learner_log_interval=100", "batch_size=8", "buffer_size=64"]
         return compose_config([*fast, *overrides])
 

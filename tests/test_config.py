@@ -89,5 +89,5 @@ def test_every_group_option_has_a_schema() -> None:
 
 
 def test_env_tag_names_the_task() -> None:
-    cfg = compose_config(["env.game=climbing"])
+    cfg = compose_config(["env=matrix", "env.game=climbing"])
     assert env_tag("matrix", cfg.env) == "matrix_climbing"

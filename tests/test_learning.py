@@ -8,7 +8,8 @@ from pathlib import Path
 from marl.config import compose_config
 from marl.train import run
 
-TWO_STEP = ["algo=qmix", "env=matrix", "env.game=two_step", "test_interval=1000"]
+TWO_STEP = ["algo=qmix", "env=matrix", "env.game=two_step", "batch_size_run=1"]
+TWO_STEP += ["test_interval=1000"]
 TWO_STEP += ["test_nepisode=4", "logger=[jsonl]"]
 
 

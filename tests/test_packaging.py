@@ -59,8 +59,9 @@ def test_wheel_in_a_fresh_venv_trains_from_any_folder(tmp_path: Path) -> None:
     work.mkdir()
     job = run([str(bindir / "marl-train"), "--cfg", "job"], cwd=work)
     assert "_target_: marl.learners.q_learning.QLearner" in job.stdout
-    run([str(bindir / "marl-train"), "t_max=50", "test_interval=50", "batch_size=2"], cwd=work)
-    run([str(python), "-m", "marl", "t_max=50", "test_interval=50", "batch_size=2"], cwd=work)
-    runs = list((work / "outputs" / "qmix" / "matrix_two_step" / "seed1").iterdir())
+    short = ["t_max=50", "test_interval=50", "batch_size=2", "test_nepisode=8"]
+    run([str(bindir / "marl-train"), *short], cwd=work)  # the default: QMIX on battle 3m
+    run([str(python), "-m", "marl", *short], cwd=work)
+    runs = list((work / "outputs" / "qmix" / "battle_3m" / "seed1").iterdir())
     assert len(runs) >= 1
     assert all((r / "metrics.jsonl").stat().st_size > 0 for r in runs)

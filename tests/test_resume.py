@@ -19,6 +19,7 @@ from marl.train import run
 
 RUN = [
     "algo=qmix",
+    "env=matrix",
     "env.game=two_step",
     "batch_size_run=2",
     "t_max=3000",

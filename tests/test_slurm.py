@@ -28,7 +28,7 @@ pytestmark = [
 ]
 
 SLURM = ["hydra/launcher=slurm", "hydra.launcher.timeout_min=5", "hydra.launcher.mem_gb=1"]
-SLURM += ["hydra.launcher.cpus_per_task=1"]
+SLURM += ["hydra.launcher.cpus_per_task=1", "env=matrix", "batch_size_run=1"]
 
 
 def marl_train(args: list[str], cwd: Path, **kwargs) -> subprocess.Popen[str]:

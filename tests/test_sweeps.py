@@ -6,7 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-FAST = ["t_max=120", "test_interval=40", "log_interval=40", "learner_log_interval=40"]
+FAST = ["env=matrix", "t_max=120", "test_interval=40", "log_interval=40", "learner_log_interval=40"]
 FAST += ["batch_size=8", "buffer_size=64", "test_nepisode=4", "batch_size_run=2"]
 
 
@@ -30,7 +30,14 @@ def test_sequential_jobs_match_the_same_seed_run_alone(tmp_path: Path) -> None:
 
 def test_sweep_presets_expand(tmp_path: Path) -> None:
     out = marl_train(
-        "-m", "sweep=seeds", "t_max=2", "test_interval=2", "batch_size=1", cwd=tmp_path
+        "-m",
+        "sweep=seeds",
+        "env=matrix",
+        "batch_size_run=1",
+        "t_max=2",
+        "test_interval=2",
+        "batch_size=1",
+        cwd=tmp_path,
     )
     assert out.stdout.count("sweep=seeds") >= 5 or out.stderr.count("sweep=seeds") >= 5
     jobs = sorted(p.name for p in (tmp_path / "outputs" / "multirun").glob("*/*/*_seed*"))

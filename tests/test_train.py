@@ -89,7 +89,8 @@ def marl_train(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
 
 
 def test_cli_trains_from_any_directory(tmp_path: Path) -> None:
-    out = marl_train("t_max=100", "test_interval=50", "batch_size=4", cwd=tmp_path)
+    args = ["env=matrix", "batch_size_run=1", "t_max=100", "test_interval=50", "batch_size=4"]
+    out = marl_train(*args, cwd=tmp_path)
     assert out.returncode == 0, out.stderr
     runs = list((tmp_path / "outputs" / "qmix" / "matrix_two_step" / "seed1").iterdir())
     assert len(runs) == 1

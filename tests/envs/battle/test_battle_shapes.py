@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 import torch
 
-from marl.envs.base import BatchedEnv
+from marl.envs.base import BatchedEnv, ReplayEnv
 from marl.envs.battle.env import SIMULATOR, BattleEnv, BattleEnvConfig
 from marl.envs.battle.maps import MAPS, TYPE_ONE_HOTS, get_map
 
@@ -52,7 +52,7 @@ def test_env_info_matches_smac(map_name: str) -> None:
 def test_batched_shapes_and_dtypes(map_name: str) -> None:
     b = 3
     env = BattleEnv(map_name, batch_size=b, seed=1)
-    assert isinstance(env, BatchedEnv)
+    assert isinstance(env, BatchedEnv) and isinstance(env, ReplayEnv)
     info = env.get_env_info()
     n, a = info.n_agents, info.n_actions
     obs, state, avail = env.obs(), env.state(), env.avail_actions()

@@ -1,0 +1,626 @@
+"""`env=battle`: a SMAC-compatible micro-battle simulator in PyTorch, batched over B copies.
+
+This is an APPROXIMATION of StarCraft II micro, not StarCraft II. It reproduces SMAC's
+interface exactly (action, observation and state layouts and sizes, reward,
+termination, ``get_env_info``/``get_stats`` keys) and simulates the fights with
+SC2-like mechanics (game loops, weapon cooldowns, edge-to-edge ranges, walk-in attack
+orders, armor, bonus damage, shields and their regeneration, a pathable area, the
+stock AI's attack-move), but it has no SC2 pathfinding, collisions, projectile delays
+or special abilities. Win rates measured on it are NOT SMAC results and must never be
+reported or compared as such; ``smac_env_info()["simulator"]`` says so in every run.
+
+Time: one agent step is ``step_mul`` (8) game loops of 1/16 game-second; see
+``sim.py`` for what happens in a loop and ``features.py`` for the observations.
+
+Agents (allies, indices 0..N-1) act through SMAC's actions: 0 no-op (dead only),
+1 stop, 2-5 move north/south/east/west (an order to the point ``move_amount`` away),
+6 + j attack enemy j (an order that walks into weapon range and fires on cooldown,
+until the target dies or another order). Allies never attack on their own. The
+enemies are SC2's stock AI: an attack-move to the map's target point, acquiring the
+nearest ally in sight and re-acquiring when it dies.
+
+Randomness (spawn jitter, cooldown jitter) comes from the env's own counter-based
+generator, one stream per copy keyed by (seed, copy index), so copy 0 of a batched env
+plays exactly like a B = 1 env with the same seed and actions.
+
+Shapes: B copies, N agents, M enemies, U = N + M units, A actions, O obs, S state.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from marl.envs.base import EnvInfo, StepResult
+from marl.envs.battle.features import (
+    MOVE_DIRECTIONS,
+    N_ACTIONS_NO_ATTACK,
+    NOOP,
+    FeatureFlags,
+    Features,
+    Geometry,
+)
+from marl.envs.battle.frame import BattleFrame, BattleInfo, BattleReplay
+from marl.envs.battle.maps import MapSpec, get_map
+from marl.envs.battle.rng import CopyRNG
+from marl.envs.battle.sim import (
+    ATTACK,
+    ATTACK_MOVE,
+    IDLE,
+    MOVE,
+    NO_TARGET,
+    SHIELD_REGEN_DELAY,
+    UnitState,
+    UnitTable,
+    alive,
+    clamp_to_area,
+    game_loop,
+)
+from marl.envs.battle.units import UNIT_TYPES
+
+SIMULATOR = "marl.battle (approximation of SC2; not SMAC results)"
+COOLDOWN_JITTER = 1.0  # +- game loops added to a cooldown when it restarts
+SPAWN_GAP = 0.1  # space between neighbouring units in the spawn formation
+_SORT_SCALE = 1000.0  # agent sort key: type group, then x, then y
+_MEDIVAC = "medivac"
+NO_ACTION = -1  # last action before the first step (a zero one-hot, as SMAC)
+
+
+@dataclass
+class BattleEnvConfig:
+    """Schema for `env=battle` (SMAC's env_args, plus the simulator's own randomness)."""
+
+    _target_: str = "marl.envs.battle.env.BattleEnv"
+    map_name: str = "3m"
+    """SMAC map: 3m, 8m, 25m, 5m_vs_6m, 8m_vs_9m, 10m_vs_11m, 27m_vs_30m, 2s3z, 3s5z, ..."""
+    step_mul: int = 8
+    """Game loops per agent step."""
+    move_amount: float = 2.0
+    """How far away a move order points."""
+    continuing_episode: bool = False
+    """Mark timeouts as truncations (info episode_limit True), as SMAC."""
+    reward_sparse: bool = False
+    """+1 for a win, -1 for a loss, nothing else."""
+    reward_only_positive: bool = True
+    """Reward is abs(damage dealt + kill bonus); ally losses are ignored."""
+    reward_death_value: float = 10.0
+    """Bonus per enemy killed (and penalty per ally lost when not only positive)."""
+    reward_win: float = 200.0
+    """Bonus for winning."""
+    reward_defeat: float = 0.0
+    """Bonus (<= 0) for losing."""
+    reward_negative_scale: float = 0.5
+    """Weight of damage taken and allies lost when not only positive."""
+    reward_scale: bool = True
+    """Divide rewards by max_reward / reward_scale_rate."""
+    reward_scale_rate: float = 20.0
+    """A perfect episode returns about this much when scaling."""
+    obs_all_health: bool = True
+    """Observe the health (and shield) of every visible unit."""
+    obs_own_health: bool = True
+    """Observe the agent's own health (forced on by obs_all_health)."""
+    obs_last_action: bool = False
+    """Observe the last action of visible allies."""
+    obs_timestep_number: bool = False
+    """Append step / episode_limit to the observation."""
+    state_last_action: bool = True
+    """Append every agent's last action one-hot to the state."""
+    state_timestep_number: bool = False
+    """Append step / episode_limit to the state."""
+    obs_instead_of_state: bool = False
+    """Use the concatenated observations as the state."""
+    spawn_noise: float = 1.0
+    """Each unit spawns up to this far (uniformly, per axis) from its formation slot."""
+    cooldown_jitter: bool = True
+    """Add +-1 game loop (uniform) to every weapon cooldown restart."""
+
+
+def _formation(count: int, spacing: float) -> list[tuple[float, float]]:
+    """Offsets of a compact grid of ``count`` units around a spawn point."""
+    rows = max(1, math.ceil(math.sqrt(count)))
+    cols = math.ceil(count / rows)
+    return [
+        ((i // rows - (cols - 1) / 2) * spacing, (i % rows - (rows - 1) / 2) * spacing)
+        for i in range(count)
+    ]
+
+
+class BattleEnv:
+    """B copies of one SMAC map, simulated together on one torch device."""
+
+    def __init__(
+        self,
+        map_name: str = "3m",
+        step_mul: int = 8,
+        move_amount: float = 2.0,
+        continuing_episode: bool = False,
+        reward_sparse: bool = False,
+        reward_only_positive: bool = True,
+        reward_death_value: float = 10.0,
+        reward_win: float = 200.0,
+        reward_defeat: float = 0.0,
+        reward_negative_scale: float = 0.5,
+        reward_scale: bool = True,
+        reward_scale_rate: float = 20.0,
+        obs_all_health: bool = True,
+        obs_own_health: bool = True,
+        obs_last_action: bool = False,
+        obs_timestep_number: bool = False,
+        state_last_action: bool = True,
+        state_timestep_number: bool = False,
+        obs_instead_of_state: bool = False,
+        spawn_noise: float = 1.0,
+        cooldown_jitter: bool = True,
+        *,
+        batch_size: int,
+        seed: int,
+        device: str | torch.device = "cpu",
+    ) -> None:
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be at least 1, got {batch_size}.")
+        if step_mul < 1:
+            raise ValueError(f"step_mul must be at least 1, got {step_mul}.")
+        spec = get_map(map_name)
+        self.spec: MapSpec = spec
+        self.map_name = map_name
+        self.batch_size = batch_size
+        self.device = torch.device(device)
+        self.step_mul = step_mul
+        self.move_amount = float(move_amount)
+        self.continuing_episode = continuing_episode
+        self.reward_sparse = reward_sparse
+        self.reward_only_positive = reward_only_positive
+        self.reward_death_value = float(reward_death_value)
+        self.reward_win = float(reward_win)
+        self.reward_defeat = float(reward_defeat)
+        self.reward_negative_scale = float(reward_negative_scale)
+        self.reward_scale = reward_scale
+        self.reward_scale_rate = float(reward_scale_rate)
+        self.spawn_noise = float(spawn_noise)
+        self.cooldown_jitter = cooldown_jitter
+        self.seed = seed
+
+        self.n_agents, self.n_enemies = spec.n_agents, spec.n_enemies
+        self.episode_limit = spec.episode_limit
+        self.tab = UnitTable.build(spec, self.device)
+        flags = FeatureFlags(
+            obs_all_health=obs_all_health,
+            obs_own_health=obs_own_health,
+            obs_last_action=obs_last_action,
+            obs_timestep_number=obs_timestep_number,
+            state_last_action=state_last_action,
+            state_timestep_number=state_timestep_number,
+            obs_instead_of_state=obs_instead_of_state,
+        )
+        self.features = Features(
+            spec, self.tab, flags, self.move_amount, self.episode_limit, self.device
+        )
+        self.n_actions = self.features.n_actions
+        self.max_reward = (
+            self.n_enemies * self.reward_death_value
+            + self.reward_win
+            + sum(UNIT_TYPES[u].health + UNIT_TYPES[u].shield for u in spec.enemy_units())
+        )
+        self._rng = CopyRNG(seed, batch_size, self.device)
+        self._spawn_offsets = self._spawn_layout()  # (U, 2)
+        self._sort_group = self._agent_groups()  # (N,)
+        self._is_medivac = torch.tensor(
+            [n == _MEDIVAC for n in self.tab.names], device=self.device
+        )  # (U,)
+        directions = torch.tensor(MOVE_DIRECTIONS, device=self.device)  # (4, 2) N, S, E, W
+        self._move_vectors = directions * self.move_amount  # (4, 2)
+
+        b, n = batch_size, self.n_agents
+        zeros = torch.zeros(b, dtype=torch.long, device=self.device)  # (B,)
+        self._t = zeros.clone()  # (B,)
+        self._done = torch.zeros(b, dtype=torch.bool, device=self.device)  # (B,)
+        self._last_action = torch.zeros(b, n, dtype=torch.long, device=self.device)  # (B, N)
+        self._battles_won = torch.zeros((), dtype=torch.long, device=self.device)
+        self._battles_game = torch.zeros((), dtype=torch.long, device=self.device)
+        self._timeouts = torch.zeros((), dtype=torch.long, device=self.device)
+        self._units: UnitState  # set by reset()
+        self._geo: Geometry | None = None
+        self._avail_cache: torch.Tensor | None = None
+        self._obs_cache: torch.Tensor | None = None
+        self._how = (self._done, self._done, self._done)  # won, lost, timeout of the last step
+        self._recording = False
+        self._replay: BattleReplay | None = None
+        self._replays: list[BattleReplay] = []
+        self._replays_saved = 0
+        self.reset()
+
+    # ------------------------------------------------------------------ info
+
+    def get_env_info(self) -> EnvInfo:
+        return EnvInfo(
+            n_agents=self.n_agents,
+            n_actions=self.n_actions,
+            obs_shape=self.features.obs_size,
+            state_shape=self.features.state_size,
+            episode_limit=self.episode_limit,
+        )
+
+    def smac_env_info(self) -> dict[str, Any]:
+        """SMAC's get_env_info dict (with agent/enemy feature names) and the simulator's name."""
+        info: dict[str, Any] = dict(self.get_env_info().as_dict())
+        info["agent_features"] = self.features.agent_features
+        info["enemy_features"] = self.features.enemy_features
+        info["simulator"] = SIMULATOR
+        return info
+
+    def get_stats(self) -> dict[str, float]:
+        """SMAC's get_stats over every copy's finished battles (win_rate 0 before any)."""
+        won, games = int(self._battles_won), int(self._battles_game)
+        timeouts = int(self._timeouts)
+        return {
+            "battles_won": won,
+            "battles_game": games,
+            "battles_draw": timeouts,
+            "win_rate": won / games if games else 0.0,
+            "timeouts": timeouts,
+            "restarts": 0,
+        }
+
+    # ------------------------------------------------------------------ episode
+
+    def reset(self) -> None:
+        """Start a new episode in every copy, spawn positions drawn from each copy's stream."""
+        self._units = self._spawn()
+        self._t.zero_()
+        self._done.zero_()
+        self._last_action.fill_(NO_ACTION)
+        self._invalidate()
+        self._replay = None
+        if self._recording:
+            self._replay = BattleReplay(self._battle_info())
+            self._replay.frames.append(self._frame(0, None, ""))
+
+    def _spawn_layout(self) -> torch.Tensor:
+        """Formation offsets plus spawn point per unit, (U, 2)."""
+        points = []
+        for names, centre in (
+            (self.spec.ally_units(), self.spec.ally_spawn),
+            (self.spec.enemy_units(), self.spec.enemy_spawn),
+        ):
+            spacing = 2 * max(UNIT_TYPES[u].radius for u in names) + SPAWN_GAP
+            for dx, dy in _formation(len(names), spacing):
+                points.append((centre[0] + dx, centre[1] + dy))
+        return torch.tensor(points, device=self.device)  # (U, 2)
+
+    def _agent_groups(self) -> torch.Tensor:
+        """Index of each agent's unit type among the ally types, (N,) float."""
+        names = self.spec.ally_units()
+        order = list(dict.fromkeys(names))
+        return torch.tensor([float(order.index(n)) for n in names], device=self.device)
+
+    def _spawn(self) -> UnitState:
+        """Fresh units in every copy: full health, ready weapons, enemies on attack-move."""
+        b, u, n = self.batch_size, self.tab.n_units, self.n_agents
+        noise = self._rng.uniform(2 * u).view(b, u, 2) * 2 - 1  # (B, U, 2) in [-1, 1)
+        pos = clamp_to_area(self._spawn_offsets + noise * self.spawn_noise, self.tab)  # (B, U, 2)
+        # SMAC sorts agents by (unit type, x, y).
+        key = self._sort_group * _SORT_SCALE**2 + pos[:, :n, 0].double() * _SORT_SCALE
+        order = (key + pos[:, :n, 1].double()).argsort(dim=1)  # (B, N)
+        ally_pos = pos[:, :n].gather(1, order.unsqueeze(-1).expand(-1, -1, 2))  # (B, N, 2)
+        pos = torch.cat([ally_pos, pos[:, n:]], 1)  # (B, U, 2)
+        is_enemy = torch.arange(u, device=self.device) >= n  # (U,)
+        goal = torch.where(is_enemy.unsqueeze(-1), self.tab.attack_target, pos)  # (B, U, 2)
+        return UnitState(
+            pos=pos,
+            health=self.tab.health_max.expand(b, u).clone(),  # (B, U)
+            shield=self.tab.shield_max.expand(b, u).clone(),  # (B, U)
+            cooldown=torch.zeros(b, u, device=self.device),  # (B, U)
+            since_hit=torch.full((b, u), SHIELD_REGEN_DELAY, device=self.device),  # (B, U)
+            order=torch.where(is_enemy, ATTACK_MOVE, IDLE).expand(b, u).clone(),  # (B, U)
+            goal=goal,
+            target=torch.full((b, u), NO_TARGET, device=self.device),  # (B, U)
+        )
+
+    # ------------------------------------------------------------------ observations
+
+    def _geometry(self) -> Geometry:
+        if self._geo is None:
+            self._geo = self.features.geometry(self._units)
+        return self._geo
+
+    def _avail(self) -> torch.Tensor:
+        if self._avail_cache is None:
+            self._avail_cache = self.features.avail_actions(self._units, self._geometry())
+        return self._avail_cache
+
+    def _invalidate(self) -> None:
+        """Forget geometry, masks and obs after the units changed."""
+        self._geo = None
+        self._avail_cache = None
+        self._obs_cache = None
+
+    def avail_actions(self) -> torch.Tensor:
+        """Available-action masks, (B, N, A) bool."""
+        return self._avail().clone()
+
+    def obs(self) -> torch.Tensor:
+        """Per-agent observations, (B, N, O) float32."""
+        if self._obs_cache is None:
+            self._obs_cache = self.features.obs(
+                self._units, self._geometry(), self._avail(), self._last_action, self._t
+            )
+        return self._obs_cache.clone()
+
+    def state(self) -> torch.Tensor:
+        """Global state, (B, S) float32."""
+        obs = self.obs() if self.features.flags.obs_instead_of_state else None
+        return self.features.state(self._units, self._last_action, self._t, obs)
+
+    # ------------------------------------------------------------------ step
+
+    def step(self, actions: torch.Tensor) -> StepResult:
+        """Apply actions (B, N) long; copies that ended stay frozen, pay 0 and never raise."""
+        expected = (self.batch_size, self.n_agents)
+        if tuple(actions.shape) != expected:
+            raise ValueError(f"actions must have shape {expected}, got {tuple(actions.shape)}.")
+        actions = actions.to(device=self.device, dtype=torch.long)  # (B, N)
+        live = ~self._done  # (B,)
+        self._check_actions(actions, live)
+        frozen = None if bool(live.all()) else self._units.clone()
+        alive_before = alive(self._units)  # (B, U)
+        points_before = self._units.health + self._units.shield  # (B, U)
+        self._issue_orders(actions, live)
+        self._last_action = torch.where(live.unsqueeze(1), actions, self._last_action)  # (B, N)
+        shots = self._play_loops(live)  # (B, U)
+        if frozen is not None:
+            self._units.keep_where(~live, frozen)
+        self._t = self._t + live.long()  # (B,)
+        result = self._outcome(alive_before, points_before, live)
+        self._done = self._done | result.terminated  # (B,)
+        self._invalidate()
+        if self._replay is not None and bool(live[0]):
+            self._record_step(shots, result)
+        return result
+
+    def _check_actions(self, actions: torch.Tensor, live: torch.Tensor) -> None:
+        """Every live copy's actions must be available (SMAC asserts the same)."""
+        n_actions = self.n_actions
+        if bool(((actions < 0) | (actions >= n_actions)).any()):
+            raise ValueError(f"actions must lie in [0, {n_actions}), got {actions.tolist()}.")
+        chosen = self._avail().gather(2, actions.unsqueeze(-1)).squeeze(-1)  # (B, N)
+        bad = ~chosen & live.unsqueeze(1)  # (B, N)
+        if bool(bad.any()):
+            b, i = (int(x) for x in bad.nonzero()[0])
+            raise ValueError(
+                f"Agent {i} of env copy {b} cannot perform action {int(actions[b, i])} "
+                f"(available: {self._avail()[b, i].nonzero().flatten().tolist()})."
+            )
+
+    def _issue_orders(self, actions: torch.Tensor, live: torch.Tensor) -> None:
+        """Turn the agents' actions into unit orders (stop, move to a point, attack)."""
+        s, n = self._units, self.n_agents
+        acting = alive(s)[:, :n] & live.unsqueeze(1) & (actions != NOOP)  # (B, N)
+        is_move = (actions >= 2) & (actions < N_ACTIONS_NO_ATTACK)  # (B, N)
+        is_attack = actions >= N_ACTIONS_NO_ATTACK  # (B, N)
+        order = torch.where(is_move, MOVE, torch.where(is_attack, ATTACK, IDLE))  # (B, N)
+        step = self._move_vectors[(actions - 2).clamp(0, 3)]  # (B, N, 2)
+        goal = torch.where(is_move.unsqueeze(-1), s.pos[:, :n] + step, s.pos[:, :n])  # (B, N, 2)
+        target = torch.where(is_attack, actions - N_ACTIONS_NO_ATTACK + n, NO_TARGET)  # (B, N)
+        # Stop is an idle order with no target; no-op (the dead) changes nothing.
+        s.order[:, :n] = torch.where(acting, order, s.order[:, :n])  # (B, N)
+        s.goal[:, :n] = torch.where(acting.unsqueeze(-1), goal, s.goal[:, :n])  # (B, N, 2)
+        s.target[:, :n] = torch.where(acting, target, s.target[:, :n])  # (B, N)
+
+    def _play_loops(self, live: torch.Tensor) -> torch.Tensor:
+        """Run step_mul game loops; returns the last unit each unit shot at, or -1, (B, U)."""
+        b, u, loops = self.batch_size, self.tab.n_units, self.step_mul
+        restart = self.tab.cooldown.expand(b, loops, u)  # (B, L, U) cooldown after a shot
+        if self.cooldown_jitter:
+            draws = self._rng.uniform(loops * u, advance=live).view(b, loops, u)  # (B, L, U)
+            restart = restart + (draws * 2 - 1) * COOLDOWN_JITTER  # (B, L, U)
+        shots = torch.full((b, u), NO_TARGET, device=self.device)  # (B, U)
+        for loop in range(loops):
+            fired = game_loop(self._units, self.tab, restart[:, loop])  # (B, U)
+            if self._replay is not None:
+                shots = torch.where(fired >= 0, fired, shots)  # (B, U)
+        return shots
+
+    def _outcome(
+        self, alive_before: torch.Tensor, points_before: torch.Tensor, live: torch.Tensor
+    ) -> StepResult:
+        """SMAC's reward, termination and info for the step just played."""
+        n = self.n_agents
+        now = alive(self._units)  # (B, U)
+        points = self._units.health + self._units.shield  # (B, U)
+        lost_points = torch.where(alive_before, points_before - points, 0.0)  # (B, U)
+        died = (alive_before & ~now).float()  # (B, U)
+        reward = self._reward(lost_points, died)  # (B,)
+        n_ally, n_enemy = now[:, :n].sum(1), now[:, n:].sum(1)  # (B,), (B,)
+        lost = (n_ally == 0) & (n_enemy > 0)  # (B,)
+        won = (n_ally > 0) & (n_enemy == 0)  # (B,)
+        if self.spec.map_type == "MMM":
+            lost = lost | ((now & ~self._is_medivac)[:, :n].sum(1) == 0)  # (B,) only medivacs
+            won = won | ((n_enemy == 1) & (now & self._is_medivac)[:, n:].any(1))  # (B,)
+        won = won & ~lost & live  # (B,)
+        lost = lost & live  # (B,)
+        ended = live & (lost | won | ((n_ally == 0) & (n_enemy == 0)))  # (B,)
+        timeout = live & ~ended & (self._t >= self.episode_limit)  # (B,)
+        if self.reward_sparse:
+            reward = won.float() - lost.float()  # (B,)
+        else:
+            reward = reward + won.float() * self.reward_win + lost.float() * self.reward_defeat
+        if self.reward_scale:
+            reward = reward / (self.max_reward / self.reward_scale_rate)  # (B,)
+        reward = torch.where(live, reward, 0.0)  # (B,)
+        terminated = ended | timeout  # (B,)
+        self._how = (won, lost, timeout)
+        self._battles_game += terminated.sum()
+        self._battles_won += won.sum()
+        self._timeouts += timeout.sum()
+        info = {
+            "battle_won": won,
+            "dead_allies": n - n_ally,
+            "dead_enemies": self.n_enemies - n_enemy,
+            "episode_limit": timeout & self.continuing_episode,
+        }
+        return StepResult(reward=reward.float(), terminated=terminated, info=info)
+
+    def _reward(self, lost_points: torch.Tensor, died: torch.Tensor) -> torch.Tensor:
+        """SMAC's reward_battle (before win bonus and scaling), (B,)."""
+        n = self.n_agents
+        enemy = lost_points[:, n:].sum(1) + self.reward_death_value * died[:, n:].sum(1)  # (B,)
+        if self.reward_only_positive:
+            return enemy.abs()  # (B,) shield regeneration counts as positive
+        neg = self.reward_negative_scale
+        ally = neg * lost_points[:, :n].sum(1) + neg * self.reward_death_value * died[:, :n].sum(1)
+        return enemy - ally  # (B,)
+
+    # ------------------------------------------------------------------ scenarios
+
+    def set_unit_state(
+        self,
+        *,
+        pos: torch.Tensor | None = None,
+        health: torch.Tensor | None = None,
+        shield: torch.Tensor | None = None,
+        cooldown: torch.Tensor | None = None,
+    ) -> None:
+        """Overwrite unit attributes of every copy, for scripted scenarios and tests.
+
+        Each argument is (B, U, ...) or (U, ...), broadcast over copies; units are allies
+        first, then enemies. ``health`` and ``shield`` are absolute points (health 0:
+        dead); ``cooldown`` is game loops until the weapon is ready (a huge value
+        disarms a unit). Orders are reset: allies idle, enemies attack-move with no
+        target. Positions are clamped into the pathable area.
+        """
+        s, b, u = self._units, self.batch_size, self.tab.n_units
+        if pos is not None:
+            pos = pos.to(self.device, torch.float32).expand(b, u, 2)  # (B, U, 2)
+            s.pos = clamp_to_area(pos.clone(), self.tab)  # (B, U, 2)
+        for name, value in (("health", health), ("shield", shield), ("cooldown", cooldown)):
+            if value is not None:
+                setattr(s, name, value.to(self.device, torch.float32).expand(b, u).clone())
+        now = alive(s)  # (B, U)
+        s.health = s.health.clamp(min=0)  # (B, U)
+        s.shield = torch.where(now, s.shield, 0.0)  # (B, U)
+        is_enemy = torch.arange(u, device=self.device) >= self.n_agents  # (U,)
+        s.order = torch.where(now & is_enemy, ATTACK_MOVE, IDLE)  # (B, U)
+        s.goal = torch.where(is_enemy.unsqueeze(-1), self.tab.attack_target, s.pos)  # (B, U, 2)
+        s.target = torch.full((b, u), NO_TARGET, device=self.device)  # (B, U)
+        s.since_hit = torch.full((b, u), SHIELD_REGEN_DELAY, device=self.device)  # (B, U)
+        self._invalidate()
+
+    @property
+    def units(self) -> UnitState:
+        """The live unit state (read it; change it through set_unit_state)."""
+        return self._units
+
+    # ------------------------------------------------------------------ replays
+
+    def set_recording(self, on: bool) -> None:
+        """Record copy 0 of every episode that starts (at reset) while on.
+
+        An episode is kept once it ends; one cut short by a reset (or by turning
+        recording off) is dropped.
+        """
+        self._recording = on
+        if not on:
+            self._replay = None
+
+    def recorded_replays(self) -> list[BattleReplay]:
+        """Finished recorded episodes since the last call (then forgotten)."""
+        out, self._replays = self._replays, []
+        return out
+
+    def save_replay(self, directory: str | Path) -> list[Path]:
+        """Write every finished recorded episode as ``<map>_<n>.gif``; returns the paths."""
+        from marl.envs.battle.render import save_gif
+
+        folder = Path(directory)
+        folder.mkdir(parents=True, exist_ok=True)
+        paths = []
+        for replay in self.recorded_replays():
+            path = folder / f"{self.map_name}_{self._replays_saved}.gif"
+            save_gif(replay, path)
+            self._replays_saved += 1
+            paths.append(path)
+        return paths
+
+    def _battle_info(self) -> BattleInfo:
+        tab = self.tab
+        return BattleInfo(
+            map_name=self.map_name,
+            map_size=self.spec.map_size,
+            pathable=self.spec.pathable,
+            unit_types=tab.names,
+            radius=tuple(tab.radius.tolist()),
+            is_ally=tuple(i < self.n_agents for i in range(tab.n_units)),
+            max_health=tuple(tab.health_max.tolist()),
+            max_shield=tuple(tab.shield_max.tolist()),
+        )
+
+    def _frame(self, step: int, shots: torch.Tensor | None, outcome: str) -> BattleFrame:
+        s = self._units
+        pos = s.pos[0].tolist()
+        return BattleFrame(
+            step=step,
+            x=tuple(p[0] for p in pos),
+            y=tuple(p[1] for p in pos),
+            health=tuple(s.health[0].tolist()),
+            shield=tuple(s.shield[0].tolist()),
+            alive=tuple(bool(a) for a in (s.health[0] > 0).tolist()),
+            attacking=tuple(
+                shots[0].tolist() if shots is not None else [NO_TARGET] * self.tab.n_units
+            ),
+            outcome=outcome,
+        )
+
+    def _record_step(self, shots: torch.Tensor, result: StepResult) -> None:
+        assert self._replay is not None
+        outcome = ""
+        if bool(result.terminated[0]):
+            won, lost, timeout = (bool(x[0]) for x in self._how)
+            outcome = "won" if won else "lost" if lost else "timeout" if timeout else "draw"
+        self._replay.frames.append(self._frame(int(self._t[0]), shots, outcome))
+        if outcome:
+            self._replays.append(self._replay)
+            self._replay = None
+
+    # ------------------------------------------------------------------ checkpoints
+
+    def state_dict(self) -> dict[str, Any]:
+        """Generator, unit state, counters: enough to continue exactly."""
+        return {
+            "map_name": self.map_name,
+            "rng": self._rng.state_dict(),
+            "units": self._units.as_dict(),
+            "t": self._t.clone(),  # (B,)
+            "done": self._done.clone(),  # (B,)
+            "last_action": self._last_action.clone(),  # (B, N)
+            "battles_won": self._battles_won.clone(),
+            "battles_game": self._battles_game.clone(),
+            "timeouts": self._timeouts.clone(),
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore what `state_dict` saved; the env must play the same map and batch size."""
+        if state["map_name"] != self.map_name:
+            raise ValueError(
+                f"State is for map {state['map_name']!r}, this env plays {self.map_name!r}."
+            )
+        if tuple(state["t"].shape) != (self.batch_size,):
+            raise ValueError(
+                f"State has batch size {tuple(state['t'].shape)}, expected ({self.batch_size},)."
+            )
+        dev = self.device
+        self._rng.load_state_dict(state["rng"])
+        self._units = UnitState.from_dict(state["units"], dev)
+        self._t = state["t"].to(dev, torch.long).clone()  # (B,)
+        self._done = state["done"].to(dev, torch.bool).clone()  # (B,)
+        self._last_action = state["last_action"].to(dev, torch.long).clone()  # (B, N)
+        self._battles_won = state["battles_won"].to(dev).clone()
+        self._battles_game = state["battles_game"].to(dev).clone()
+        self._timeouts = state["timeouts"].to(dev).clone()
+        self._invalidate()
+
+    def close(self) -> None:
+        """Nothing to release."""
