@@ -123,3 +123,18 @@ def test_cli_user_errors_exit_nonzero_with_one_message(
     assert message in out.stdout + out.stderr
     assert "Traceback" not in out.stdout + out.stderr
     assert not list(tmp_path.rglob("metrics.jsonl"))
+
+
+def test_evaluate_on_battle_saves_gif_replays(make_config, tmp_path: Path) -> None:
+    battle = ["env=battle", "env.map_name=3m", "batch_size_run=2", "t_max=60", "save_model=true"]
+    run(make_config(*battle), tmp_path / "train")
+    cfg = make_config(
+        *battle, f"checkpoint_path={tmp_path / 'train'}", "save_replay=true", "test_nepisode=2"
+    )
+    run(cfg, tmp_path / "eval")
+    result = json.loads((tmp_path / "eval" / "eval.json").read_text())
+    assert 0.0 <= result["win_rate"] <= 1.0
+    replays = sorted((tmp_path / "eval" / "replays").glob("*.gif"))
+    assert [str(p) for p in replays] == result["replays"]
+    assert len(replays) == 1  # the first copy of the one batch played
+    assert replays[0].read_bytes()[:6] in (b"GIF87a", b"GIF89a")
