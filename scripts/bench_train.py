@@ -9,7 +9,9 @@ For each config it reports the median over ``--repeats`` of:
 - ``env_steps_per_s``: env steps per second of the whole training loop
   (acting, buffer, learner updates; tests and checkpoints off);
 - ``updates_per_s``: learner updates per second on a full sampled batch;
-- ``rollout_steps_per_s``: env steps per second of acting alone (no learning).
+- ``rollout_steps_per_s``: env steps per second of acting alone (no learning);
+- ``peak_rss_mb``: the peak resident memory of the process (each measurement runs
+  in a fresh process).
 
 Compare numbers only between runs on the same machine; the JSON line names it.
 """
@@ -18,9 +20,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import platform
+import resource
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -31,7 +37,44 @@ import marl
 from marl.config import compose_config
 from marl.experiment import Experiment
 
+EPYMARL_QMIX = ["algo=qmix", "learner.optimizer=adam", "algo.controller.obs_last_action=false"]
+"""EPyMARL's QMIX defaults where they differ from PyMARL's (Adam, no last-action input)."""
+
 CONFIGS: dict[str, list[str]] = {
+    # EPyMARL's reference work: QMIX on LBF 8x8-2p-2f, limit 50, 50k steps, one env / 4 envs.
+    "qmix_lbf_epymarl_b1": [*EPYMARL_QMIX, "env=lbf", "batch_size_run=1", "t_max=50000"],
+    "qmix_lbf_epymarl_b4": [*EPYMARL_QMIX, "env=lbf", "batch_size_run=4", "t_max=50000"],
+    "qmix_lbf_epymarl_b4_inproc": [
+        *EPYMARL_QMIX,
+        "env=lbf",
+        "env.workers=false",
+        "batch_size_run=4",
+        "t_max=50000",
+    ],
+    "qmix_battle_3m_b1": ["algo=qmix", "env=battle", "batch_size_run=1", "t_max=20000"],
+    "qmix_battle_3m_b8": ["algo=qmix", "env=battle", "batch_size_run=8", "t_max=50000"],
+    "qmix_battle_3m_b64": ["algo=qmix", "env=battle", "batch_size_run=64", "t_max=200000"],
+    "qmix_battle_3s5z_b1": [
+        "algo=qmix",
+        "env=battle",
+        "env.map_name=3s5z",
+        "batch_size_run=1",
+        "t_max=20000",
+    ],
+    "qmix_battle_3s5z_b8": [
+        "algo=qmix",
+        "env=battle",
+        "env.map_name=3s5z",
+        "batch_size_run=8",
+        "t_max=50000",
+    ],
+    "qmix_battle_3s5z_b64": [
+        "algo=qmix",
+        "env=battle",
+        "env.map_name=3s5z",
+        "batch_size_run=64",
+        "t_max=200000",
+    ],
     "qmix_two_step": [
         "algo=qmix",
         "env=matrix",
@@ -55,6 +98,14 @@ def measure(overrides: list[str], n_updates: int) -> dict[str, float]:
     with tempfile.TemporaryDirectory() as tmp:
         cfg = compose_config([*overrides, *QUIET])
         experiment = Experiment(cfg, Path(tmp) / "train")
+        # Acting alone first (training closes the env at its end); t_env stays 0 after.
+        played, start = 0, time.perf_counter()
+        while played < 2000:
+            _, rollout = experiment.runner.run(test_mode=False)
+            played += int(rollout.lengths.sum())
+        rollout_steps_per_s = played / (time.perf_counter() - start)
+        experiment.runner.t_env = 0
+
         start = time.perf_counter()
         experiment.train()
         train_s = time.perf_counter() - start
@@ -63,6 +114,7 @@ def measure(overrides: list[str], n_updates: int) -> dict[str, float]:
             "train_wall_s": train_s,
             "t_env": experiment.t_env,
             "updates": experiment.learner.train_steps,
+            "rollout_steps_per_s": rollout_steps_per_s,
         }
 
         sample = experiment.buffer.sample(cfg.batch_size, experiment.sample_generator)
@@ -72,13 +124,15 @@ def measure(overrides: list[str], n_updates: int) -> dict[str, float]:
         for _ in range(n_updates):
             experiment.learner.train(sample, experiment.t_env, experiment.episode)
         out["updates_per_s"] = n_updates / (time.perf_counter() - start)
-
-        played, start = 0, time.perf_counter()
-        while played < 2000:
-            _, rollout = experiment.runner.run(test_mode=False)
-            played += int(rollout.lengths.sum())
-        out["rollout_steps_per_s"] = played / (time.perf_counter() - start)
+    out["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return out
+
+
+def measure_in_subprocess(name: str, n_updates: int) -> dict[str, float]:
+    """One measurement in a fresh process, so that peak memory is this config's alone."""
+    cmd = [sys.executable, __file__, "--one", name, "--updates", str(n_updates)]
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
 
 
 def main() -> None:
@@ -86,10 +140,16 @@ def main() -> None:
     parser.add_argument("--config", choices=sorted(CONFIGS), action="append")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--updates", type=int, default=200)
+    parser.add_argument("--one", choices=sorted(CONFIGS), help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.one:  # a child of measure_in_subprocess
+        logging.disable(logging.INFO)
+        print(json.dumps(measure(CONFIGS[args.one], args.updates)))
+        return
     for name in args.config or sorted(CONFIGS):
-        runs = [measure(CONFIGS[name], args.updates) for _ in range(args.repeats)]
+        runs = [measure_in_subprocess(name, args.updates) for _ in range(args.repeats)]
         keys = ("env_steps_per_s", "updates_per_s", "rollout_steps_per_s", "train_wall_s")
+        keys += ("peak_rss_mb",)
         medians = {k: round(statistics.median(r[k] for r in runs), 1) for k in keys}
         result = {"config": name, **medians}
         result.update(

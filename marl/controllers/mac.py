@@ -60,6 +60,8 @@ class MultiAgentController(nn.Module):
             + (env_info.n_actions if obs_last_action else 0)
             + (env_info.n_agents if obs_agent_id else 0)
         )
+        # One-hot agent ids, built once; not saved with the weights.
+        self.register_buffer("agent_ids", torch.eye(self.n_agents), persistent=False)  # (N, N)
         n_networks = 1 if share_params else self.n_agents
         self.agents = nn.ModuleList(
             [agent(input_dim=self.input_dim, n_actions=self.n_actions) for _ in range(n_networks)]
@@ -80,8 +82,7 @@ class MultiAgentController(nn.Module):
                 raise ValueError("the controller uses last actions but none were given")
             parts.append(last_actions.float())  # (B, L, N, A)
         if self.obs_agent_id:
-            eye = torch.eye(self.n_agents, device=obs.device)  # (N, N)
-            parts.append(eye.expand(b, steps, -1, -1))  # (B, L, N, N)
+            parts.append(self.agent_ids.expand(b, steps, -1, -1))  # (B, L, N, N)
         return torch.cat(parts, dim=-1)  # (B, L, N, I)
 
     def forward(

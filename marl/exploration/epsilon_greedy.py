@@ -59,7 +59,9 @@ class EpsilonGreedy:
         if test_mode:
             return greedy
         eps = self.epsilon(t_env)
-        flat_avail = avail.reshape(-1, avail.shape[-1]).float()  # (B * N, A)
-        random_actions = torch.multinomial(flat_avail, 1, generator=generator)  # (B * N, 1)
+        # Uniform over available actions: the largest of i.i.d. uniform scores, with
+        # unavailable actions scored -1 (one draw and an argmax, no multinomial).
+        scores = torch.rand(avail.shape, generator=generator, device=q.device)  # (B, N, A)
+        random_actions = scores.masked_fill(~avail, -1.0).argmax(dim=-1)  # (B, N)
         explore = torch.rand(greedy.shape, generator=generator, device=q.device) < eps  # (B, N)
-        return torch.where(explore, random_actions.view_as(greedy), greedy)  # (B, N)
+        return torch.where(explore, random_actions, greedy)  # (B, N)
