@@ -17,6 +17,7 @@ next iteration exactly as the uninterrupted run did.
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from dataclasses import asdict, dataclass
@@ -37,7 +38,7 @@ from marl.checkpoint import (
     shape_mismatches,
 )
 from marl.data.replay_buffer import EpisodeReplayBuffer
-from marl.envs.base import ReplayEnv
+from marl.envs.base import ReplayEnv, SMACInfoEnv
 from marl.errors import UsageError
 from marl.logging.base import LoggerGroup, RunInfo
 from marl.logging.stats import EpisodeStats
@@ -48,6 +49,8 @@ log = logging.getLogger("marl")
 RESOLVED_CONFIG = "config.yaml"
 """The run's config with every interpolation resolved, saved in the run folder."""
 CHECKPOINTS = "checkpoints"
+ENV_INFO_FILE = "env_info.json"
+"""The env's own description (SMAC's env info, simulator or SC2 version), per run."""
 
 
 def resolve_device(name: str) -> torch.device:
@@ -159,6 +162,13 @@ class Experiment:
         self.loggers.start(RunInfo(self.run_dir, self.cfg.t_max, config, self.t_env, job_type))
         (self.run_dir / RESOLVED_CONFIG).write_text(OmegaConf.to_yaml(self.cfg, resolve=True))
         log.info("env info: %s", self.env_info.as_dict())
+        if isinstance(self.env, SMACInfoEnv):
+            # Which simulator / game version produced these results, saved with the run.
+            described = self.env.smac_env_info()
+            (self.run_dir / ENV_INFO_FILE).write_text(json.dumps(described, indent=2, default=str))
+            for key in ("simulator", "sc2_version"):
+                if key in described:
+                    log.info("env %s: %s", key, described[key])
 
     def restart_in_place(self) -> None:
         """Start this run over in its own folder: the loggers rewind to their start."""

@@ -138,3 +138,5 @@ def test_evaluate_on_battle_saves_gif_replays(make_config, tmp_path: Path) -> No
     assert [str(p) for p in replays] == result["replays"]
     assert len(replays) == 1  # the first copy of the one batch played
     assert replays[0].read_bytes()[:6] in (b"GIF87a", b"GIF89a")
+    described = json.loads((tmp_path / "train" / "env_info.json").read_text())
+    assert "approximation" in described["simulator"]

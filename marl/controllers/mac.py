@@ -82,7 +82,8 @@ class MultiAgentController(nn.Module):
                 raise ValueError("the controller uses last actions but none were given")
             parts.append(last_actions.float())  # (B, L, N, A)
         if self.obs_agent_id:
-            parts.append(self.agent_ids.expand(b, steps, -1, -1))  # (B, L, N, N)
+            agent_ids = cast(torch.Tensor, self.agent_ids)  # (N, N)
+            parts.append(agent_ids.expand(b, steps, -1, -1))  # (B, L, N, N)
         return torch.cat(parts, dim=-1)  # (B, L, N, I)
 
     def forward(

@@ -98,6 +98,14 @@ class BatchedEnv(Protocol):
 
 
 @runtime_checkable
+class SMACInfoEnv(Protocol):
+    """An env that describes itself with SMAC's ``get_env_info`` dict and more
+    (feature names, which simulator or game version produced the results)."""
+
+    def smac_env_info(self) -> dict[str, Any]: ...
+
+
+@runtime_checkable
 class ReplayEnv(Protocol):
     """An env that can record episodes and save them as replays (``save_replay=true``)."""
 
