@@ -3,11 +3,14 @@ PYTHON ?= python3
 PIP := $(PYTHON) -m pip
 TORCH_VERSION ?= 2.13.0
 
-.PHONY: install train test test-all lint format typecheck bench clean
+.PHONY: install install-smac train test test-all lint format typecheck bench clean
 
 install:  ## torch first (a CPU wheel that satisfies the project's range), then marl with dev and env extras
 	$(PIP) install "torch==$(TORCH_VERSION)"
 	$(PIP) install -e ".[dev,envs]"
+
+install-smac:  ## env=sc2: smac from git + pysc2 without protobuf<3.21/enum34 (then install SC2 as it prints)
+	PYTHON=$(PYTHON) bash scripts/install_smac.sh
 
 train:  ## the default run: QMIX on the default env
 	marl-train

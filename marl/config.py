@@ -23,6 +23,7 @@ from marl.envs.battle.env import BattleEnvConfig
 from marl.envs.gymnasium_env import GymnasiumEnvConfig
 from marl.envs.matrix import MatrixEnvConfig
 from marl.envs.pettingzoo_env import PettingZooEnvConfig
+from marl.envs.sc2 import SC2EnvConfig
 from marl.exploration.epsilon_greedy import EpsilonGreedyConfig
 from marl.learners.q_learning import QLearnerConfig
 from marl.logging.console import ConsoleLoggerConfig
@@ -113,6 +114,7 @@ SCHEMAS: dict[str, dict[str, type]] = {
         "matrix": MatrixEnvConfig,
         "gymnasium": GymnasiumEnvConfig,
         "pettingzoo": PettingZooEnvConfig,
+        "sc2": SC2EnvConfig,
     },
     "runner": {"episode": EpisodeRunnerConfig},
     "logger": {

@@ -45,10 +45,8 @@ class RNNAgent(Agent):
         if x.shape[1] == 1:
             # One step (acting): the GRU cell on the same weights, about twice as fast
             # on the CPU as nn.GRU for a length-1 sequence; identical math.
-            rnn = self.rnn
-            h = torch.gru_cell(
-                x[:, 0], hidden, rnn.weight_ih_l0, rnn.weight_hh_l0, rnn.bias_ih_l0, rnn.bias_hh_l0
-            )  # (M, H)
+            w_ih, w_hh, b_ih, b_hh = self.rnn.all_weights[0]
+            h = torch.gru_cell(x[:, 0], hidden, w_ih, w_hh, b_ih, b_hh)  # (M, H)
             return self.fc2(h).unsqueeze(1), h  # (M, 1, A), (M, H)
         seq, h_last = self.rnn(x, hidden.unsqueeze(0))  # (M, L, H), (1, M, H)
         return self.fc2(seq), h_last.squeeze(0)  # (M, L, A), (M, H)
