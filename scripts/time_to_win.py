@@ -1,0 +1,90 @@
+#!/usr/bin/env python
+"""Wall time and env steps until a run's greedy test win rate first reaches a target.
+
+    python scripts/time_to_win.py                                   # qmix_tuned, battle 3m, 90%
+    python scripts/time_to_win.py --override algo=qmix --override env.map_name=2s3z --target 0.8
+
+Trains with marl's normal loop (tests every --test-interval steps, 32 episodes) and
+prints one JSON line: the first test at or above the target (t_env, wall seconds since
+training started), the machine, and the config. The battle simulator is an
+approximation of SC2: these are not SMAC results.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import tempfile
+import time
+from collections.abc import Callable, Mapping
+from pathlib import Path
+
+import torch
+
+import marl
+from marl.config import compose_config
+from marl.experiment import Experiment
+from marl.logging.base import Logger
+
+
+class TargetWatch(Logger):
+    """Records the first test whose win rate reaches the target."""
+
+    def __init__(self, target: float, on_reached: Callable[[int], None]) -> None:
+        self.target = target
+        self.on_reached = on_reached
+        self.started = time.perf_counter()
+        self.reached: dict[str, float] | None = None
+        self.tests: list[tuple[int, float]] = []
+
+    def log(self, metrics: Mapping[str, float], t_env: int) -> None:
+        won = metrics.get("test/battle_won_mean")
+        if won is None:
+            return
+        self.tests.append((t_env, won))
+        if self.reached is None and won >= self.target:
+            wall = time.perf_counter() - self.started
+            self.reached = {"t_env": t_env, "wall_s": round(wall, 1), "win_rate": won}
+            self.on_reached(t_env)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--override", action="append", default=[])
+    parser.add_argument("--target", type=float, default=0.9)
+    parser.add_argument("--t-max", type=int, default=2_000_000)
+    parser.add_argument("--test-interval", type=int, default=20_000)
+    args = parser.parse_args()
+    overrides = ["algo=qmix_tuned", "env=battle", "env.map_name=3m", *args.override]
+    overrides += [f"t_max={args.t_max}", f"test_interval={args.test_interval}", "logger=[jsonl]"]
+    with tempfile.TemporaryDirectory() as tmp:
+        experiment = Experiment(compose_config(overrides), Path(tmp))
+        cfg = experiment.cfg
+
+        def stop_at(t_env: int) -> None:  # end training once the target is reached
+            cfg.t_max = min(cfg.t_max, t_env)
+
+        watch = TargetWatch(args.target, stop_at)
+        experiment.loggers.loggers["target_watch"] = watch
+        watch.started = time.perf_counter()
+        experiment.train()
+    print(
+        json.dumps(
+            {
+                "overrides": overrides,
+                "target": args.target,
+                "reached": watch.reached,
+                "tests": watch.tests,
+                "marl": marl.__version__,
+                "torch": torch.__version__,
+                "machine": f"{platform.machine()} {os.cpu_count()} cpus",
+                "load_avg_1m": round(os.getloadavg()[0], 2),
+            }
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()
