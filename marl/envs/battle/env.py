@@ -2,12 +2,16 @@
 
 This is an APPROXIMATION of StarCraft II micro, not StarCraft II. It reproduces SMAC's
 interface exactly (action, observation and state layouts and sizes, reward,
-termination, ``get_env_info``/``get_stats`` keys) and simulates the fights with
-SC2-like mechanics (game loops, weapon cooldowns, edge-to-edge ranges, walk-in attack
-orders, armor, bonus damage, shields and their regeneration, a pathable area, the
-stock AI's attack-move), but it has no SC2 pathfinding, collisions, projectile delays
-or special abilities. Win rates measured on it are NOT SMAC results and must never be
-reported or compared as such; ``smac_env_info()["simulator"]`` says so in every run.
+termination, ``get_env_info``/``get_stats`` keys) on all 23 SMAC maps and on
+SMACv2-style random teams (``smacv2.py``), and simulates the fights with SC2-like
+mechanics (game loops, weapon cooldowns, edge-to-edge ranges, walk-in attack orders,
+armor, bonus damage, shields and their regeneration, medivac healing with energy,
+colossus line splash, baneling explosions, Zerg regeneration, air units, static
+units, pathable areas with walls, chokes and cliffs walked round by waypoints, the
+stock AI's attack-move), but it has no SC2 pathfinding grid, no collisions (units
+may overlap, which favours splash), no projectile delays and no other abilities. Win
+rates measured on it are NOT SMAC results and must never be reported or compared as
+such; ``smac_env_info()["simulator"]`` says so in every run.
 
 Time: one agent step is ``step_mul`` (8) game loops of 1/16 game-second; see
 ``sim.py`` for what happens in a loop and ``features.py`` for the observations.
@@ -15,13 +19,17 @@ Time: one agent step is ``step_mul`` (8) game loops of 1/16 game-second; see
 Agents (allies, indices 0..N-1) act through SMAC's actions: 0 no-op (dead only),
 1 stop, 2-5 move north/south/east/west (an order to the point ``move_amount`` away),
 6 + j attack enemy j (an order that walks into weapon range and fires on cooldown,
-until the target dies or another order). Allies never attack on their own. The
-enemies are SC2's stock AI: an attack-move to the map's target point, acquiring the
-nearest ally in sight and re-acquiring when it dies.
+until the target dies or another order; a medivac's 6 + j heals ally j instead).
+Allies never act on their own. The enemies are SC2's stock AI: an attack-move to the
+map's target point, acquiring the nearest ally in sight and re-acquiring when it
+dies (2s_vs_1sc's spine crawler has no order: it shoots what comes into range).
+A side left with only medivacs has lost (SMAC's and SMACv2's only_medivac_left).
 
-Randomness (spawn jitter, cooldown jitter) comes from the env's own counter-based
-generator, one stream per copy keyed by (seed, copy index), so copy 0 of a batched env
-plays exactly like a B = 1 env with the same seed and actions.
+Randomness (spawn jitter, cooldown jitter, 2m_vs_1z's attack point, SMACv2 teams and
+start positions) comes from the env's own counter-based generator, one stream per
+copy keyed by (seed, copy index), so copy 0 of a batched env plays exactly like a
+B = 1 env with the same seed and actions. On SMACv2 maps ``max_reward`` is fixed per
+copy by the team of its first episode, as SMACv2 fixes it at the first reset.
 
 Shapes: B copies, N agents, M enemies, U = N + M units, A actions, O obs, S state.
 """
@@ -45,7 +53,7 @@ from marl.envs.battle.features import (
     Geometry,
 )
 from marl.envs.battle.frame import BattleFrame, BattleInfo, BattleReplay
-from marl.envs.battle.maps import MapSpec, get_map
+from marl.envs.battle.maps import MEDIVAC_MAP_TYPES, MapSpec, get_map
 from marl.envs.battle.rng import CopyRNG
 from marl.envs.battle.sim import (
     ATTACK,
@@ -57,16 +65,17 @@ from marl.envs.battle.sim import (
     UnitState,
     UnitTable,
     alive,
-    clamp_to_area,
     game_loop,
+    type_columns,
 )
-from marl.envs.battle.units import UNIT_TYPES
+from marl.envs.battle.smacv2 import draw_positions, draw_teams
+from marl.envs.battle.terrain import clamp_to_area
+from marl.envs.battle.units import MEDIVAC_ENERGY_START, TYPE_NAMES, UNIT_TYPES, type_index
 
 SIMULATOR = "marl.battle (approximation of SC2; not SMAC results)"
 COOLDOWN_JITTER = 1.0  # +- game loops added to a cooldown when it restarts
 SPAWN_GAP = 0.1  # space between neighbouring units in the spawn formation
 _SORT_SCALE = 1000.0  # agent sort key: type group, then x, then y
-_MEDIVAC = "medivac"
 NO_ACTION = -1  # last action before the first step (a zero one-hot, as SMAC)
 
 
@@ -76,7 +85,8 @@ class BattleEnvConfig:
 
     _target_: str = "marl.envs.battle.env.BattleEnv"
     map_name: str = "3m"
-    """SMAC map: 3m, 8m, 25m, 5m_vs_6m, 8m_vs_9m, 10m_vs_11m, 27m_vs_30m, 2s3z, 3s5z, ..."""
+    """Any of SMAC's 23 maps (3m, 2s3z, MMM2, corridor, 2c_vs_64zg, ...) or a SMACv2 name
+    ({protoss,terran,zerg}_N_vs_M, e.g. protoss_5_vs_5, zerg_20_vs_23)."""
     step_mul: int = 8
     """Game loops per agent step."""
     move_amount: float = 2.0
@@ -117,6 +127,8 @@ class BattleEnvConfig:
     """Each unit spawns up to this far (uniformly, per axis) from its formation slot."""
     cooldown_jitter: bool = True
     """Add +-1 game loop (uniform) to every weapon cooldown restart."""
+    obs_own_pos: bool | None = None
+    """Observe own x/32, y/32 (SMACv2); None: on for SMACv2 names, off for SMAC maps."""
 
 
 def _formation(count: int, spacing: float) -> list[tuple[float, float]]:
@@ -155,6 +167,7 @@ class BattleEnv:
         obs_instead_of_state: bool = False,
         spawn_noise: float = 1.0,
         cooldown_jitter: bool = True,
+        obs_own_pos: bool | None = None,
         *,
         batch_size: int,
         seed: int,
@@ -186,7 +199,16 @@ class BattleEnv:
 
         self.n_agents, self.n_enemies = spec.n_agents, spec.n_enemies
         self.episode_limit = spec.episode_limit
-        self.tab = UnitTable.build(spec, self.device)
+        self._rng = CopyRNG(seed, batch_size, self.device)
+        self._rank = torch.tensor(
+            [float(sorted(TYPE_NAMES).index(k)) for k in TYPE_NAMES], device=self.device
+        )  # (K,) SMAC sorts agents by RL type id: alphabetical
+        self._columns = type_columns(self.device)
+        self._spawn_offsets = self._spawn_layout()  # (U, 2), fixed teams
+        self._pending: tuple[torch.Tensor, torch.Tensor] | None = None
+        self.tab = self._first_table()
+        if obs_own_pos is None:
+            obs_own_pos = spec.team is not None
         flags = FeatureFlags(
             obs_all_health=obs_all_health,
             obs_own_health=obs_own_health,
@@ -195,22 +217,16 @@ class BattleEnv:
             state_last_action=state_last_action,
             state_timestep_number=state_timestep_number,
             obs_instead_of_state=obs_instead_of_state,
+            obs_own_pos=obs_own_pos,
         )
         self.features = Features(
             spec, self.tab, flags, self.move_amount, self.episode_limit, self.device
         )
         self.n_actions = self.features.n_actions
-        self.max_reward = (
-            self.n_enemies * self.reward_death_value
-            + self.reward_win
-            + sum(UNIT_TYPES[u].health + UNIT_TYPES[u].shield for u in spec.enemy_units())
-        )
-        self._rng = CopyRNG(seed, batch_size, self.device)
-        self._spawn_offsets = self._spawn_layout()  # (U, 2)
-        self._sort_group = self._agent_groups()  # (N,)
-        self._is_medivac = torch.tensor(
-            [n == _MEDIVAC for n in self.tab.names], device=self.device
-        )  # (U,)
+        # SMAC fixes max_reward at the first reset: here per copy, from its first team.
+        points = (self.tab.health_max + self.tab.shield_max)[:, self.n_agents :].sum(1)  # (B,)
+        self._max_reward = self.n_enemies * self.reward_death_value + self.reward_win + points
+        self.max_reward = float(self._max_reward[0])
         directions = torch.tensor(MOVE_DIRECTIONS, device=self.device)  # (4, 2) N, S, E, W
         self._move_vectors = directions * self.move_amount  # (4, 2)
 
@@ -280,42 +296,105 @@ class BattleEnv:
             self._replay.frames.append(self._frame(0, None, ""))
 
     def _spawn_layout(self) -> torch.Tensor:
-        """Formation offsets plus spawn point per unit, (U, 2)."""
-        points = []
-        for names, centre in (
-            (self.spec.ally_units(), self.spec.ally_spawn),
-            (self.spec.enemy_units(), self.spec.enemy_spawn),
-        ):
-            spacing = 2 * max(UNIT_TYPES[u].radius for u in names) + SPAWN_GAP
-            for dx, dy in _formation(len(names), spacing):
-                points.append((centre[0] + dx, centre[1] + dy))
-        return torch.tensor(points, device=self.device)  # (U, 2)
+        """Formation offsets plus spawn point per unit of a fixed team, (U, 2).
 
-    def _agent_groups(self) -> torch.Tensor:
-        """Index of each agent's unit type among the ally types, (N,) float."""
-        names = self.spec.ally_units()
-        order = list(dict.fromkeys(names))
-        return torch.tensor([float(order.index(n)) for n in names], device=self.device)
+        Units sharing a spawn point (one team's, or a group's own) form one grid.
+        """
+        spec = self.spec
+        if spec.team is not None:
+            return torch.zeros(spec.n_agents + spec.n_enemies, 2, device=self.device)  # (U, 2)
+        names = spec.ally_units() + spec.enemy_units()
+        points = spec.spawn_points()
+        n = spec.n_agents
+        clusters: dict[tuple[bool, tuple[float, float]], list[int]] = {}
+        for i, point in enumerate(points):
+            clusters.setdefault((i >= n, point), []).append(i)
+        layout = [(0.0, 0.0)] * len(names)
+        for (_, centre), members in clusters.items():
+            spacing = 2 * max(UNIT_TYPES[names[i]].radius for i in members) + SPAWN_GAP
+            for i, (dx, dy) in zip(members, _formation(len(members), spacing), strict=True):
+                layout[i] = (centre[0] + dx, centre[1] + dy)
+        return torch.tensor(layout, device=self.device)  # (U, 2)
+
+    def _first_table(self) -> UnitTable:
+        """The unit table of the first episode (on SMACv2 maps: its teams are drawn now)."""
+        spec = self.spec
+        if spec.team is None:
+            names = spec.ally_units() + spec.enemy_units()
+            types = torch.tensor([[type_index(u) for u in names]], device=self.device)  # (1, U)
+        else:
+            self._pending = self._draw_teams()
+            types = self._pending[0]  # (B, U)
+        return UnitTable.build(spec, types, self.batch_size, self.device)
+
+    def _sort_allies(
+        self, types: torch.Tensor, pos: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """SMAC's agent order, by (unit type, x, y): types (B, U) and positions (B, U, 2)."""
+        n = self.n_agents
+        rank = self._rank[types[:, :n]].double()  # (B, N)
+        key = rank * _SORT_SCALE**2 + pos[:, :n, 0].double() * _SORT_SCALE  # (B, N)
+        order = (key + pos[:, :n, 1].double()).argsort(dim=1)  # (B, N)
+        ally_types = types[:, :n].gather(1, order)  # (B, N)
+        ally_pos = pos[:, :n].gather(1, order.unsqueeze(-1).expand(-1, -1, 2))  # (B, N, 2)
+        types = torch.cat([ally_types, types[:, n:]], 1)  # (B, U)
+        return types, torch.cat([ally_pos, pos[:, n:]], 1)  # (B, U), (B, U, 2)
+
+    def _noise(self) -> torch.Tensor:
+        """Spawn jitter, uniform in [-spawn_noise, spawn_noise) per axis, (B, U, 2)."""
+        b, u = self.batch_size, self.n_agents + self.n_enemies
+        return (self._rng.uniform(2 * u).view(b, u, 2) * 2 - 1) * self.spawn_noise  # (B, U, 2)
+
+    def _draw_teams(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """SMACv2: new unit types (B, U) and start positions (B, U, 2), allies sorted."""
+        team = self.spec.team
+        assert team is not None
+        ally_types, enemy_types = draw_teams(self._rng, team)  # (B, N), (B, M)
+        ally_pos, enemy_pos, _ = draw_positions(self._rng, team)  # (B, N, 2), (B, M, 2)
+        types = torch.cat([ally_types, enemy_types], 1)  # (B, U)
+        pos = torch.cat([ally_pos, enemy_pos], 1) + self._noise()  # (B, U, 2)
+        radius = self._columns.radius[types].unsqueeze(-1)  # (B, U, 1)
+        width, height = self.spec.map_size
+        size = torch.tensor([width, height], device=self.device)  # (2,)
+        pos = torch.minimum(torch.maximum(pos, radius), size - radius)  # (B, U, 2) open map
+        return self._sort_allies(types, pos)
 
     def _spawn(self) -> UnitState:
-        """Fresh units in every copy: full health, ready weapons, enemies on attack-move."""
-        b, u, n = self.batch_size, self.tab.n_units, self.n_agents
-        noise = self._rng.uniform(2 * u).view(b, u, 2) * 2 - 1  # (B, U, 2) in [-1, 1)
-        pos = clamp_to_area(self._spawn_offsets + noise * self.spawn_noise, self.tab)  # (B, U, 2)
-        # SMAC sorts agents by (unit type, x, y).
-        key = self._sort_group * _SORT_SCALE**2 + pos[:, :n, 0].double() * _SORT_SCALE
-        order = (key + pos[:, :n, 1].double()).argsort(dim=1)  # (B, N)
-        ally_pos = pos[:, :n].gather(1, order.unsqueeze(-1).expand(-1, -1, 2))  # (B, N, 2)
-        pos = torch.cat([ally_pos, pos[:, n:]], 1)  # (B, U, 2)
-        is_enemy = torch.arange(u, device=self.device) >= n  # (U,)
-        goal = torch.where(is_enemy.unsqueeze(-1), self.tab.attack_target, pos)  # (B, U, 2)
+        """Fresh units in every copy: full health, ready weapons, enemies given their order."""
+        b, u, n, spec = self.batch_size, self.tab.n_units, self.n_agents, self.spec
+        if spec.team is not None:
+            if self._pending is None:
+                self._pending = self._draw_teams()
+                self.tab = UnitTable.build(spec, self._pending[0], b, self.device)
+                self.features.set_table(self.tab)
+            pos = self._pending[1]  # (B, U, 2)
+            self._pending = None
+            target = pos[:, :n].mean(1)  # (B, 2) the allies' mean start position
+        else:
+            pos = self._spawn_offsets + self._noise()  # (B, U, 2)
+            pos = clamp_to_area(pos, self.tab.nav)  # (B, U, 2)
+            _, pos = self._sort_allies(self.tab.types, pos)  # (B, U, 2)
+            start = torch.tensor(spec.attack_target or (0.0, 0.0), device=self.device)  # (2,)
+            target = start.expand(b, 2)  # (B, 2)
+            if spec.attack_target_end is not None:
+                end = torch.tensor(spec.attack_target_end, device=self.device)  # (2,)
+                target = start + self._rng.uniform(1) * (end - start)  # (B, 2)
+        self._enemy_goal = target  # (B, 2)
+        moving = spec.team is not None or spec.attack_target is not None
+        self._enemy_order = ATTACK_MOVE if moving else IDLE
+        is_enemy = self.tab.is_enemy  # (U,)
+        goal = torch.where(is_enemy.unsqueeze(-1), target.unsqueeze(1), pos)  # (B, U, 2)
+        if self._enemy_order == IDLE:
+            goal = pos  # (B, U, 2) no order: nowhere to go
+        energy = torch.where(self.tab.heals, MEDIVAC_ENERGY_START, 0.0)  # (B, U)
         return UnitState(
             pos=pos,
-            health=self.tab.health_max.expand(b, u).clone(),  # (B, U)
-            shield=self.tab.shield_max.expand(b, u).clone(),  # (B, U)
+            health=self.tab.health_max.clone(memory_format=torch.contiguous_format),  # (B, U)
+            shield=self.tab.shield_max.clone(memory_format=torch.contiguous_format),  # (B, U)
+            energy=energy,
             cooldown=torch.zeros(b, u, device=self.device),  # (B, U)
             since_hit=torch.full((b, u), SHIELD_REGEN_DELAY, device=self.device),  # (B, U)
-            order=torch.where(is_enemy, ATTACK_MOVE, IDLE).expand(b, u).clone(),  # (B, U)
+            order=torch.where(is_enemy, self._enemy_order, IDLE).expand(b, u).clone(),  # (B, U)
             goal=goal,
             target=torch.full((b, u), NO_TARGET, device=self.device),  # (B, U)
         )
@@ -404,7 +483,8 @@ class BattleEnv:
         order = torch.where(is_move, MOVE, torch.where(is_attack, ATTACK, IDLE))  # (B, N)
         step = self._move_vectors[(actions - 2).clamp(0, 3)]  # (B, N, 2)
         goal = torch.where(is_move.unsqueeze(-1), s.pos[:, :n] + step, s.pos[:, :n])  # (B, N, 2)
-        target = torch.where(is_attack, actions - N_ACTIONS_NO_ATTACK + n, NO_TARGET)  # (B, N)
+        first = torch.where(self.tab.heals[:, :n], 0, n)  # (B, N) a medivac targets allies
+        target = torch.where(is_attack, actions - N_ACTIONS_NO_ATTACK + first, NO_TARGET)  # (B, N)
         # Stop is an idle order with no target; no-op (the dead) changes nothing.
         s.order[:, :n] = torch.where(acting, order, s.order[:, :n])  # (B, N)
         s.goal[:, :n] = torch.where(acting.unsqueeze(-1), goal, s.goal[:, :n])  # (B, N, 2)
@@ -413,7 +493,7 @@ class BattleEnv:
     def _play_loops(self, live: torch.Tensor) -> torch.Tensor:
         """Run step_mul game loops; returns the last unit each unit shot at, or -1, (B, U)."""
         b, u, loops = self.batch_size, self.tab.n_units, self.step_mul
-        restart = self.tab.cooldown.expand(b, loops, u)  # (B, L, U) cooldown after a shot
+        restart = self.tab.cooldown.unsqueeze(1).expand(b, loops, u)  # (B, L, U) after a shot
         if self.cooldown_jitter:
             draws = self._rng.uniform(loops * u, advance=live).view(b, loops, u)  # (B, L, U)
             restart = restart + (draws * 2 - 1) * COOLDOWN_JITTER  # (B, L, U)
@@ -437,9 +517,10 @@ class BattleEnv:
         n_ally, n_enemy = now[:, :n].sum(1), now[:, n:].sum(1)  # (B,), (B,)
         lost = (n_ally == 0) & (n_enemy > 0)  # (B,)
         won = (n_ally > 0) & (n_enemy == 0)  # (B,)
-        if self.spec.map_type == "MMM":
-            lost = lost | ((now & ~self._is_medivac)[:, :n].sum(1) == 0)  # (B,) only medivacs
-            won = won | ((n_enemy == 1) & (now & self._is_medivac)[:, n:].any(1))  # (B,)
+        if self.spec.map_type in MEDIVAC_MAP_TYPES:  # a side with only medivacs left lost
+            fighters = now & ~self.tab.heals  # (B, U)
+            lost = lost | (fighters[:, :n].sum(1) == 0)  # (B,)
+            won = won | (fighters[:, n:].sum(1) == 0)  # (B,)
         won = won & ~lost & live  # (B,)
         lost = lost & live  # (B,)
         ended = live & (lost | won | ((n_ally == 0) & (n_enemy == 0)))  # (B,)
@@ -449,7 +530,7 @@ class BattleEnv:
         else:
             reward = reward + won.float() * self.reward_win + lost.float() * self.reward_defeat
         if self.reward_scale:
-            reward = reward / (self.max_reward / self.reward_scale_rate)  # (B,)
+            reward = reward / (self._max_reward / self.reward_scale_rate)  # (B,)
         reward = torch.where(live, reward, 0.0)  # (B,)
         terminated = ended | timeout  # (B,)
         self._how = (won, lost, timeout)
@@ -483,28 +564,39 @@ class BattleEnv:
         health: torch.Tensor | None = None,
         shield: torch.Tensor | None = None,
         cooldown: torch.Tensor | None = None,
+        energy: torch.Tensor | None = None,
     ) -> None:
         """Overwrite unit attributes of every copy, for scripted scenarios and tests.
 
         Each argument is (B, U, ...) or (U, ...), broadcast over copies; units are allies
         first, then enemies. ``health`` and ``shield`` are absolute points (health 0:
         dead); ``cooldown`` is game loops until the weapon is ready (a huge value
-        disarms a unit). Orders are reset: allies idle, enemies attack-move with no
-        target. Positions are clamped into the pathable area.
+        disarms a unit); ``energy`` is a medivac's. Orders are reset: allies idle,
+        enemies back on the map's order (attack-move to its target, or idle) with no
+        target. Positions are clamped into each unit's pathable area.
         """
         s, b, u = self._units, self.batch_size, self.tab.n_units
         if pos is not None:
             pos = pos.to(self.device, torch.float32).expand(b, u, 2)  # (B, U, 2)
-            s.pos = clamp_to_area(pos.clone(), self.tab)  # (B, U, 2)
-        for name, value in (("health", health), ("shield", shield), ("cooldown", cooldown)):
+            s.pos = clamp_to_area(pos.clone(), self.tab.nav)  # (B, U, 2)
+        values = (
+            ("health", health),
+            ("shield", shield),
+            ("cooldown", cooldown),
+            ("energy", energy),
+        )
+        for name, value in values:
             if value is not None:
                 setattr(s, name, value.to(self.device, torch.float32).expand(b, u).clone())
         now = alive(s)  # (B, U)
         s.health = s.health.clamp(min=0)  # (B, U)
         s.shield = torch.where(now, s.shield, 0.0)  # (B, U)
         is_enemy = torch.arange(u, device=self.device) >= self.n_agents  # (U,)
-        s.order = torch.where(now & is_enemy, ATTACK_MOVE, IDLE)  # (B, U)
-        s.goal = torch.where(is_enemy.unsqueeze(-1), self.tab.attack_target, s.pos)  # (B, U, 2)
+        s.order = torch.where(now & is_enemy, self._enemy_order, IDLE)  # (B, U)
+        target = self._enemy_goal.unsqueeze(1)  # (B, 1, 2)
+        if self._enemy_order == IDLE:
+            target = s.pos  # (B, U, 2)
+        s.goal = torch.where(is_enemy.unsqueeze(-1), target, s.pos)  # (B, U, 2)
         s.target = torch.full((b, u), NO_TARGET, device=self.device)  # (B, U)
         s.since_hit = torch.full((b, u), SHIELD_REGEN_DELAY, device=self.device)  # (B, U)
         self._invalidate()
@@ -551,11 +643,11 @@ class BattleEnv:
             map_name=self.map_name,
             map_size=self.spec.map_size,
             pathable=self.spec.pathable,
-            unit_types=tab.names,
-            radius=tuple(tab.radius.tolist()),
+            unit_types=tab.names(0),
+            radius=tuple(tab.radius[0].tolist()),
             is_ally=tuple(i < self.n_agents for i in range(tab.n_units)),
-            max_health=tuple(tab.health_max.tolist()),
-            max_shield=tuple(tab.shield_max.tolist()),
+            max_health=tuple(tab.health_max[0].tolist()),
+            max_shield=tuple(tab.shield_max[0].tolist()),
         )
 
     def _frame(self, step: int, shots: torch.Tensor | None, outcome: str) -> BattleFrame:
@@ -599,6 +691,9 @@ class BattleEnv:
             "battles_won": self._battles_won.clone(),
             "battles_game": self._battles_game.clone(),
             "timeouts": self._timeouts.clone(),
+            "types": self.tab.types.clone(memory_format=torch.contiguous_format),  # (B, U)
+            "enemy_goal": self._enemy_goal.clone(),  # (B, 2)
+            "max_reward": self._max_reward.clone(),  # (B,)
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -620,6 +715,13 @@ class BattleEnv:
         self._battles_won = state["battles_won"].to(dev).clone()
         self._battles_game = state["battles_game"].to(dev).clone()
         self._timeouts = state["timeouts"].to(dev).clone()
+        if "enemy_goal" in state:  # absent from part-1 checkpoints (fixed maps only)
+            self._enemy_goal = state["enemy_goal"].to(dev).clone()  # (B, 2)
+            self._max_reward = state["max_reward"].to(dev).clone()  # (B,)
+        if self.spec.team is not None:
+            self._pending = None
+            self.tab = UnitTable.build(self.spec, state["types"].to(dev), self.batch_size, dev)
+            self.features.set_table(self.tab)
         self._invalidate()
 
     def close(self) -> None:

@@ -12,13 +12,27 @@ Observation of agent i (all zeros when i is dead):
    health, shield (Protoss enemies), type one-hot;
 3. per other agent (filled when alive and closer than 9): visible, dist/9, dx/9, dy/9,
    health, shield (Protoss agents), type one-hot, last action (with obs_last_action);
-4. own: health, shield (Protoss agents), type one-hot, then the timestep with
-   obs_timestep_number (SMAC appends it after a zero slot it also reserves, so its obs
-   is one longer than get_obs_size(); here it fills that slot and the sizes agree).
+4. own: health, shield (Protoss agents), with obs_own_pos (SMACv2) x/32 and y/32,
+   type one-hot, then the timestep with obs_timestep_number (SMAC appends it after a
+   zero slot it also reserves, so its obs is one longer than get_obs_size(); here it
+   fills that slot and the sizes agree).
 
-State: per agent [health, cooldown/max_cd, (x - cx)/32, (y - cy)/32, shield, type],
-per enemy [health, rel x, rel y, shield, type] (zeros when dead), then every agent's
-last action one-hot and the optional timestep.
+State: per agent [health, cooldown/max_cd (a medivac: energy/200), (x - cx)/32,
+(y - cy)/32, shield, type], per enemy [health, rel x, rel y, shield, type] (zeros when
+dead), then every agent's last action one-hot and the optional timestep.
+
+Medivacs: an agent medivac's attack action 6 + j heals ally j (available when ally j
+is alive, not a medivac and within 6; only allies j < n_enemies have an action), as
+SMAC. SMAC fills the enemy rows' "attackable" bit from the same action slots, so a
+medivac's enemy row j shows whether it may heal *ally* j; reproduced.
+
+SMACv2 maps (``*_gen`` map types) use SMACv2's sizes with its example configs
+(unit_type_bits 3, obs_own_pos). They keep SMAC's fixed sight 9 and shoot range 6 and
+its normalisations, where SMACv2's configs set ``use_unit_ranges`` (per-type sight and
+shoot ranges); its optional conic field of view, stochastic capabilities and enemy
+masks are not modelled.
+
+Unit-type one-hots are per copy (SMACv2 teams differ between copies).
 
 Shapes: B copies, N agents, M enemies, U = N + M units, A actions, O obs, S state.
 """
@@ -32,6 +46,7 @@ import torch
 
 from marl.envs.battle.maps import TYPE_ONE_HOTS, MapSpec
 from marl.envs.battle.sim import UnitState, UnitTable, alive, length
+from marl.envs.battle.units import TYPE_NAMES
 
 SIGHT_RANGE = 9.0  # SMAC's unit_sight_range, the same for every unit
 SHOOT_RANGE = 6.0  # SMAC's unit_shoot_range
@@ -52,6 +67,7 @@ class FeatureFlags:
     state_last_action: bool = True
     state_timestep_number: bool = False
     obs_instead_of_state: bool = False
+    obs_own_pos: bool = False
 
 
 class Geometry(NamedTuple):
@@ -61,12 +77,11 @@ class Geometry(NamedTuple):
     dist: torch.Tensor  # (B, N, U)
 
 
-def _one_hots(names: list[str], order: tuple[str, ...], bits: int) -> torch.Tensor:
-    """Type one-hot per unit in SMAC's order, (len(names), bits)."""
-    out = torch.zeros(len(names), bits)
-    if bits > 0:
-        for i, name in enumerate(names):
-            out[i, order.index(name)] = 1.0
+def _type_codes(order: tuple[str, ...], bits: int) -> torch.Tensor:
+    """Type one-hot of every unit type in SMAC's order (zeros if not listed), (K, bits)."""
+    out = torch.zeros(len(TYPE_NAMES), bits)
+    for i, name in enumerate(order[:bits]):
+        out[TYPE_NAMES.index(name), i] = 1.0
     return out
 
 
@@ -82,7 +97,6 @@ class Features:
         episode_limit: int,
         device: torch.device,
     ) -> None:
-        self.tab = tab
         self.flags = flags
         self.episode_limit = episode_limit
         self.n, self.m = spec.n_agents, spec.n_enemies
@@ -92,8 +106,8 @@ class Features:
         self.shield_enemy = 1 if spec.b_race == "P" else 0
         self.utb = spec.unit_type_bits
         ally_order, enemy_order = TYPE_ONE_HOTS[spec.map_type]
-        self.ally_type = _one_hots(spec.ally_units(), ally_order, self.utb).to(device)  # (N, T)
-        self.enemy_type = _one_hots(spec.enemy_units(), enemy_order, self.utb).to(device)
+        self._ally_code = _type_codes(ally_order, self.utb).to(device)  # (K, T)
+        self._enemy_code = _type_codes(enemy_order, self.utb).to(device)  # (K, T)
         others = [[j for j in range(self.n) if j != i] for i in range(self.n)]
         others_t = torch.tensor(others, dtype=torch.long, device=device)
         self.others = others_t.reshape(self.n, self.n - 1)  # (N, N-1)
@@ -104,6 +118,18 @@ class Features:
         self.map_cells = torch.tensor(tab.map_size, device=device)  # (2,)
         self.centre = self.map_cells.float() / 2  # (2,)
         self.max_distance = self.map_cells.float()  # (2,) playable area 0-32
+        self.set_table(tab)
+
+    def set_table(self, tab: UnitTable) -> None:
+        """Use ``tab``'s units (their types give the one-hots), after a new team is drawn."""
+        self.tab = tab
+        n = self.n
+        self.ally_type = self._ally_code[tab.types[:, :n]]  # (B, N, T)
+        self.enemy_type = self._enemy_code[tab.types[:, n:]]  # (B, M, T)
+        self.heals = tab.heals[:, :n]  # (B, N) agent medivacs
+        self.any_heal = bool(self.heals.any())
+        width = min(n, self.m)  # allies with a heal action slot
+        self._patients = ~tab.heals[:, None, :width]  # (B, 1, n') healable allies
 
     # ------------------------------------------------------------------ sizes
 
@@ -121,7 +147,8 @@ class Features:
     @property
     def own_feats(self) -> int:
         health = 1 + self.shield_ally if self.obs_own_health else 0
-        return self.utb + health + int(self.flags.obs_timestep_number)
+        pos = 2 if self.flags.obs_own_pos else 0
+        return self.utb + health + pos + int(self.flags.obs_timestep_number)
 
     @property
     def obs_size(self) -> int:
@@ -166,6 +193,13 @@ class Features:
         flat = cell[..., 0] * self.tab.map_size[1] + cell[..., 1]  # (B, N, 4)
         moves = inside & self.tab.pathing[flat]  # (B, N, 4)
         shoot = (geo.dist[:, :, n:] <= SHOOT_RANGE) & live[:, None, n:]  # (B, N, M)
+        if self.any_heal:  # a medivac's attack slots heal allies j < min(N, M)
+            width = self._patients.shape[-1]
+            near = geo.dist[:, :, :width] <= SHOOT_RANGE  # (B, N, n')
+            heal = near & live[:, None, :width] & self._patients  # (B, N, n')
+            pad = heal.new_zeros(*heal.shape[:2], self.m - width)  # (B, N, M - n')
+            heal = torch.cat([heal, pad], -1)  # (B, N, M)
+            shoot = torch.where(self.heals.unsqueeze(-1), heal, shoot)  # (B, N, M)
         return torch.cat([~me, me, moves & me, shoot & me], dim=-1)  # (B, N, A)
 
     def _one_hot_actions(self, last_action: torch.Tensor) -> torch.Tensor:
@@ -194,7 +228,7 @@ class Features:
         near = torch.cat([geo.dist.unsqueeze(-1), geo.rel], -1) / SIGHT_RANGE  # (B, N, U, 3)
         enemy = self._enemy_block(near, avail, health, shield, seen)  # (B, N, M * Fe)
         ally = self._ally_block(near, health, shield, seen, last_action)  # (B, N, (N-1) * Fa)
-        own = self._own_block(health, shield, me, t)  # (B, N, Fo)
+        own = self._own_block(s, health, shield, me, t)  # (B, N, Fo)
         moves = avail[:, :, NORTH : NORTH + N_MOVES].float()  # (B, N, 4), zero when dead
         return torch.cat([moves, enemy.view(b, n, -1), ally.view(b, n, -1), own], -1)
 
@@ -214,7 +248,7 @@ class Features:
             if self.shield_enemy:
                 parts.append(shield[:, None, n:, None].expand(b, n, m, 1))
         if self.utb:
-            parts.append(self.enemy_type.expand(b, n, m, self.utb))  # (B, N, M, T)
+            parts.append(self.enemy_type.unsqueeze(1).expand(b, n, m, self.utb))  # (B, N, M, T)
         feats = torch.cat(parts, -1)  # (B, N, M, Fe)
         return feats * seen[:, :, n:].unsqueeze(-1)  # (B, N, M, Fe)
 
@@ -227,8 +261,6 @@ class Features:
         last_action: torch.Tensor,
     ) -> torch.Tensor:
         n = self.n
-        b = near.shape[0]
-        k = n - 1
         near = near[:, self.rows, self.others]  # (B, N, N-1, 3)
         seen = seen[:, self.rows, self.others]  # (B, N, N-1)
         parts = [torch.ones_like(near[..., :1]), near]
@@ -237,14 +269,19 @@ class Features:
             if self.shield_ally:
                 parts.append(shield[:, :n][:, self.others].unsqueeze(-1))
         if self.utb:
-            parts.append(self.ally_type[self.others].expand(b, n, k, self.utb))  # (B, N, N-1, T)
+            parts.append(self.ally_type[:, self.others])  # (B, N, N-1, T)
         if self.flags.obs_last_action:
             parts.append(self._one_hot_actions(last_action)[:, self.others])  # (B, N, N-1, A)
         feats = torch.cat(parts, -1)  # (B, N, N-1, Fa)
         return feats * seen.unsqueeze(-1)  # (B, N, N-1, Fa)
 
     def _own_block(
-        self, health: torch.Tensor, shield: torch.Tensor, me: torch.Tensor, t: torch.Tensor
+        self,
+        s: UnitState,
+        health: torch.Tensor,
+        shield: torch.Tensor,
+        me: torch.Tensor,
+        t: torch.Tensor,
     ) -> torch.Tensor:
         n = self.n
         b = health.shape[0]
@@ -253,8 +290,10 @@ class Features:
             parts.append(health[:, :n].unsqueeze(-1))  # (B, N, 1)
             if self.shield_ally:
                 parts.append(shield[:, :n].unsqueeze(-1))
+        if self.flags.obs_own_pos:
+            parts.append(s.pos[:, :n] / self.max_distance)  # (B, N, 2) x / 32, y / 32
         if self.utb:
-            parts.append(self.ally_type.expand(b, n, self.utb))  # (B, N, T)
+            parts.append(self.ally_type)  # (B, N, T)
         own = torch.cat(parts, -1) if parts else health.new_zeros(b, n, 0)  # (B, N, Fo')
         own = own * me.unsqueeze(-1)  # (B, N, Fo')
         if self.flags.obs_timestep_number:
@@ -277,7 +316,10 @@ class Features:
         live = alive(s).unsqueeze(-1)  # (B, U, 1)
         health, shield = self._fractions(s)  # (B, U), (B, U)
         rel = (s.pos - self.centre) / self.max_distance  # (B, U, 2)
-        cooldown = s.cooldown.clamp(min=0) / self.tab.max_cd  # (B, U)
+        cooldown = s.cooldown.clamp(min=0)  # (B, U)
+        if self.any_heal:
+            cooldown = torch.where(self.tab.heals, s.energy, cooldown)  # (B, U) energy
+        cooldown = cooldown / self.tab.max_cd  # (B, U)
         allies = [health[:, :n, None], cooldown[:, :n, None], rel[:, :n]]
         enemies = [health[:, n:, None], rel[:, n:]]
         if self.shield_ally:
@@ -285,8 +327,8 @@ class Features:
         if self.shield_enemy:
             enemies.append(shield[:, n:, None])
         if self.utb:
-            allies.append(self.ally_type.expand(b, n, self.utb))  # (B, N, T)
-            enemies.append(self.enemy_type.expand(b, self.m, self.utb))  # (B, M, T)
+            allies.append(self.ally_type)  # (B, N, T)
+            enemies.append(self.enemy_type)  # (B, M, T)
         parts = [
             (torch.cat(allies, -1) * live[:, :n]).view(b, -1),  # (B, N * Fa)
             (torch.cat(enemies, -1) * live[:, n:]).view(b, -1),  # (B, M * Fe)

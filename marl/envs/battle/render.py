@@ -38,7 +38,15 @@ ENEMY_FACE, ENEMY_EDGE = "#e06666", "#85200c"
 DEAD_ALLY, DEAD_ENEMY = "#1c4587", "#85200c"
 HEALTH_FILL, SHIELD_FILL, BAR_BACK = "#2eb82e", "#00c8e0", "#333333"
 
-TYPE_LETTERS = {"marine": "m", "stalker": "s", "zealot": "z"}
+TYPE_LETTERS = {
+    "marine": "m",
+    "stalker": "s",
+    "zealot": "z",
+    "marauder": "r",  # m, s and z are taken on the maps these share
+    "medivac": "v",
+    "zergling": "g",
+    "spine_crawler": "p",
+}
 
 BAR_HEIGHT = 0.22  # map units
 BAR_GAP = 0.08  # between stacked bars and between the unit and its first bar
@@ -46,7 +54,7 @@ MIN_BAR_WIDTH = 0.9  # map units, so bars of small units stay visible
 
 
 def type_letter(unit_type: str) -> str:
-    """The letter drawn inside a unit: m marine, s stalker, z zealot, else its first letter."""
+    """The letter drawn inside a unit: ``TYPE_LETTERS``, else its first letter."""
     name = unit_type.strip().lower()
     return TYPE_LETTERS.get(name, name[:1] or "?")
 

@@ -3,160 +3,338 @@
 One call of ``game_loop`` advances every copy by one SC2 game loop (1/16 game-second).
 All units act simultaneously on the state at the start of the loop:
 
-1. Orders whose target died end (an ally's attack order becomes idle; an enemy's
-   attack-move drops the target). Enemies on attack-move without a target acquire the
-   nearest living ally within their sight.
-2. A unit with a target fires when the target is within weapon range, edge to edge
-   (centre distance <= range + both radii), and its cooldown is ready; out of range it
-   walks towards the target, stopping at range. A move order walks towards its point
-   and ends there; an attack-move without a target walks towards the map's target.
-   Positions are clamped into the pathable area (centre at least a radius inside).
+1. Orders whose target died (or can no longer be targeted) end: an ally's attack
+   order becomes idle; an enemy's attack-move drops the target. Enemies on
+   attack-move without a target acquire the nearest living ally in sight that their
+   weapon can hit (an idle static enemy, the spine crawler, only what is in range; a
+   static unit drops a target that left its range). An enemy medivac acquires the
+   nearest damaged friendly non-medivac in sight and drops it once healed. On SMACv2
+   maps an enemy that sees nothing to attack re-aims its attack-move at the nearest
+   ally (the built-in AI hunts; a fixed attack point could leave a timeout).
+2. A unit with a target acts when it is within range, edge to edge (centre distance
+   <= range + both radii): a weapon fires when its cooldown is ready, a medivac heals.
+   Out of range it walks towards the target, stopping at range; a move order walks to
+   its point and ends there; an attack-move without a target walks to its point.
+   Walking goes round walls by waypoints, and centres stay in the mover's pathable
+   area (``terrain.py``): ground units on the ground, colossi also over cliffs,
+   medivacs anywhere on the map, the spine crawler never moves.
 3. Damage of all shots of the loop is applied in unit order: per attack,
    (damage + bonus vs armored/light) goes to shields first (shield armor 0), the rest
    to health minus armor, at least 0.5 when any reaches health; attacks per shot
-   (zealot 2) land one after another.
-4. Cooldowns restart at the weapon's cooldown in loops (fraction carried, plus
-   optional jitter); units at 0 health are dead (they neither move nor fire, and
-   their targets drop them); shields regenerate 2 per game-second after 10
-   game-seconds without damage.
+   (zealot 2) land one after another. Splash adds victims to a shot, each taking the
+   shot's damage against its own armor and attributes, only enemies of the shooter
+   that its weapon can hit (so never air units, never its own team):
 
-On maps without shields the damage of a shot is fixed per (shooter, target) pair and
-is summed per target with one scatter; with shields the shots of a loop are applied
-in unit order through a (B, U, U) prefix sum, so a shield that breaks mid-volley
-passes the rest of the damage on exactly.
+   - colossus (line splash): every unit whose centre lies within
+     ``COLOSSUS_SPLASH_HALF_WIDTH`` + its radius of the segment from the target's
+     centre to ``COLOSSUS_SPLASH_LENGTH`` beyond it, along the shooter -> target
+     direction. (SC2's lances sweep across the target instead; this is the brief's
+     simpler "line beyond the target".)
+   - baneling (suicide): on "firing" it explodes; every enemy ground unit whose edge
+     is within ``BANELING_SPLASH_RADIUS`` of the baneling's centre takes 16 (+19 vs
+     light), and the baneling dies.
+
+4. Medivacs heal 9 health per game-second (9/16 per loop), at most 3 health per
+   energy point and never above the target's maximum; each medivac pays 1 energy per
+   3 health it heals (two medivacs on one patient near full health may together pay
+   for a little more than the cap lets through); energy regenerates 0.5625 per
+   game-second up to 200. Zerg units regenerate 0.2734 health per game-second. A
+   unit killed this loop is neither healed nor regenerated.
+5. Cooldowns restart at the weapon's cooldown in loops (fraction carried, plus
+   optional jitter); units at 0 health are dead (they neither move nor act, and their
+   targets drop them); shields regenerate 2 per game-second after 10 game-seconds
+   without damage.
+
+Units without shields take a fixed health damage per (shooter, victim) pair, summed
+with one scatter (plus a (B, S, U) sum over the S splash-capable units). Units with
+shields take the shots of a loop in unit order through a (B, U, C) shooter -> victim
+matrix over the C shielded units and a prefix sum over shooters, so a shield that
+breaks mid-volley passes the rest of the damage on exactly. A shot's target is
+never also counted as its splash victim.
+
+Per-unit facts (``UnitTable``) are per copy, because SMACv2-style maps draw the teams
+per copy; on fixed maps they are one row expanded over the copies (a view).
 
 Units are indexed allies first (N), then enemies (M): U = N + M. Shapes: B copies,
-U units, R pathable rectangles.
+U units, K unit types, R pathable regions, P portals.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
+from functools import lru_cache
 from typing import Any
 
 import torch
 
-from marl.envs.battle.maps import MapSpec
-from marl.envs.battle.units import LOOPS_PER_GAME_SECOND, unit_type
+from marl.envs.battle import terrain
+from marl.envs.battle.frame import Rect
+from marl.envs.battle.maps import OPEN, MapSpec
+from marl.envs.battle.terrain import (
+    UnitNav,
+    clamp_to_area,
+    pathing_grid,
+    terrain_tensors,
+    waypoints,
+)
+from marl.envs.battle.units import (
+    BANELING_SPLASH_RADIUS,
+    COLOSSUS_SPLASH_HALF_WIDTH,
+    COLOSSUS_SPLASH_LENGTH,
+    LOOPS_PER_GAME_SECOND,
+    MEDIVAC_ENERGY_MAX,
+    MEDIVAC_ENERGY_REGEN,
+    MEDIVAC_HEAL_PER_ENERGY,
+    MEDIVAC_HEAL_RATE,
+    TYPE_NAMES,
+    UNIT_TYPES,
+)
 
 IDLE, MOVE, ATTACK, ATTACK_MOVE = 0, 1, 2, 3  # order codes
 NO_TARGET = -1
 MIN_DAMAGE = 0.5  # an attack that reaches health deals at least this much
 SHIELD_REGEN_DELAY = int(10 * LOOPS_PER_GAME_SECOND)  # loops without damage before regen
 SHIELD_REGEN_PER_LOOP = 2.0 / LOOPS_PER_GAME_SECOND
+HEAL_PER_LOOP = MEDIVAC_HEAL_RATE / LOOPS_PER_GAME_SECOND
+ENERGY_PER_LOOP = MEDIVAC_ENERGY_REGEN / LOOPS_PER_GAME_SECOND
 _EPS = 1e-6
 RANGE_SLACK = 1e-3  # a unit that walked to exactly its range counts as in range
+MOVERS = ("ground", "cliff", "air")  # terrain classes; a static unit uses the ground's
+
+
+@dataclass(frozen=True)
+class TypeColumns:
+    """Per-type facts as (K,) tensors (and (K, K) pair tables), rows in TYPE_NAMES order."""
+
+    health: torch.Tensor  # (K,)
+    shield: torch.Tensor  # (K,)
+    armor: torch.Tensor  # (K,)
+    speed: torch.Tensor  # (K,) map units per loop
+    sight: torch.Tensor  # (K,)
+    radius: torch.Tensor  # (K,)
+    attacks: torch.Tensor  # (K,) long
+    cooldown: torch.Tensor  # (K,) loops
+    max_cd: torch.Tensor  # (K,)
+    weapon_range: torch.Tensor  # (K,)
+    heals: torch.Tensor  # (K,) bool
+    splash: torch.Tensor  # (K,) bool, line splash
+    suicide: torch.Tensor  # (K,) bool
+    static: torch.Tensor  # (K,) bool
+    mover: torch.Tensor  # (K,) long index into MOVERS
+    regen: torch.Tensor  # (K,) health per loop
+    raw: torch.Tensor  # (K, K) raw damage per attack of type s on type t
+    per_shot: torch.Tensor  # (K, K) health damage per shot on an unshielded t
+    can_hit: torch.Tensor  # (K, K) bool, s's weapon can hit t (air/ground)
+
+
+@lru_cache(maxsize=8)
+def type_columns(device: torch.device) -> TypeColumns:
+    """The unit table as tensors on ``device`` (cached)."""
+    types = [UNIT_TYPES[n] for n in TYPE_NAMES]
+
+    def col(values: list[float]) -> torch.Tensor:
+        return torch.tensor(values, dtype=torch.float32, device=device)  # (K,)
+
+    def flag(values: list[bool]) -> torch.Tensor:
+        return torch.tensor(values, dtype=torch.bool, device=device)  # (K,)
+
+    damage = col([t.damage for t in types])
+    bonus_arm, bonus_light = (
+        col([t.bonus_armored for t in types]),
+        col([t.bonus_light for t in types]),
+    )
+    armored, light = col([float(t.armored) for t in types]), col([float(t.light) for t in types])
+    armor = col([t.armor for t in types])
+    attacks = torch.tensor([t.attacks for t in types], dtype=torch.long, device=device)  # (K,)
+    raw = damage[:, None] + bonus_arm[:, None] * armored + bonus_light[:, None] * light  # (K, K)
+    per_shot = (raw - armor).clamp(min=MIN_DAMAGE) * attacks.unsqueeze(1)  # (K, K)
+    air = flag([t.mover == "air" for t in types])
+    hits_air = flag([t.targets == "both" for t in types])
+    hits_ground = flag([t.targets in ("both", "ground") for t in types])
+    can_hit = torch.where(air, hits_air[:, None], hits_ground[:, None]) & (raw > 0)  # (K, K)
+    movers = [MOVERS.index(t.mover) if t.mover in MOVERS else 0 for t in types]
+    return TypeColumns(
+        health=col([t.health for t in types]),
+        shield=col([t.shield for t in types]),
+        armor=armor,
+        speed=col([t.speed_per_loop for t in types]),
+        sight=col([t.sight for t in types]),
+        radius=col([t.radius for t in types]),
+        attacks=attacks,
+        cooldown=col([t.cooldown_loops for t in types]),
+        max_cd=col([t.max_cd for t in types]),
+        weapon_range=col([t.weapon_range for t in types]),
+        heals=flag([t.ability == "heal" for t in types]),
+        splash=flag([t.ability == "splash" for t in types]),
+        suicide=flag([t.ability == "suicide" for t in types]),
+        static=flag([t.mover == "static" for t in types]),
+        mover=torch.tensor(movers, dtype=torch.long, device=device),
+        regen=col([t.regen / LOOPS_PER_GAME_SECOND for t in types]),
+        raw=torch.where(can_hit, raw, torch.zeros_like(raw)),
+        per_shot=torch.where(can_hit, per_shot, torch.zeros_like(raw)),
+        can_hit=can_hit,
+    )
 
 
 @dataclass
 class UnitTable:
-    """Static per-unit facts of one map, as tensors on the env's device."""
+    """Per-unit facts of one map for every copy, as tensors on the env's device.
+
+    Every (B, ...) tensor is a view of a single row expanded over the copies when all
+    copies have the same team (the fixed SMAC maps).
+    """
 
     n_allies: int
     n_enemies: int
-    names: tuple[str, ...]  # per unit
-    health_max: torch.Tensor  # (U,)
-    shield_max: torch.Tensor  # (U,)
-    armor: torch.Tensor  # (U,)
-    speed: torch.Tensor  # (U,) map units per loop
-    sight2: torch.Tensor  # (M,) squared sight range of the enemies (stock AI acquisition)
-    radius: torch.Tensor  # (U,)
-    attacks: torch.Tensor  # (U,) long
+    types: torch.Tensor  # (B, U) long index into TYPE_NAMES
+    health_max: torch.Tensor  # (B, U)
+    shield_max: torch.Tensor  # (B, U)
+    armor: torch.Tensor  # (B, U)
+    speed: torch.Tensor  # (B, U) map units per loop
+    radius: torch.Tensor  # (B, U)
+    attacks: torch.Tensor  # (B, U) long
     max_attacks: int
-    cooldown: torch.Tensor  # (U,) loops
-    max_cd: torch.Tensor  # (U,) SMAC's cooldown divisor
-    hit: torch.Tensor  # (U, U) raw damage per attack of unit s on unit t (0 within a team)
-    hit_health: torch.Tensor  # (U, U) health damage per shot of s on an unshielded t
-    has_shields: bool  # any unit has shields (else the cheaper health-only volley)
-    reach: torch.Tensor  # (U, U) centre distance within which s can hit t
+    cooldown: torch.Tensor  # (B, U) loops
+    max_cd: torch.Tensor  # (B, U) SMAC's cooldown divisor (medivac: max energy)
+    heals: torch.Tensor  # (B, U) bool, medivac
+    splash: torch.Tensor  # (B, U) bool, colossus line splash
+    suicide: torch.Tensor  # (B, U) bool, baneling
+    static: torch.Tensor  # (B, U) bool, spine crawler
+    regen: torch.Tensor  # (B, U) health per loop
+    hit: torch.Tensor  # (B, U, U) raw damage per attack of unit s on unit t (0: cannot)
+    hit_health: torch.Tensor  # (B, U, U) health damage per shot of s on an unshielded t
+    shield_cols: torch.Tensor  # (C,) long, units that have shields in some copy
+    plain: torch.Tensor  # (U,) bool, units without shields in every copy
+    any_plain: bool
+    hit_c: torch.Tensor  # (B, U, C) raw damage per attack on the shielded units
+    splash_rows: torch.Tensor  # (S,) long, units that splash (colossus, baneling) in some copy
+    splash_hit: torch.Tensor  # (B, S, U) raw damage per attack of those units
+    splash_hit_health: torch.Tensor  # (B, S, U) health damage per shot of those units
+    valid: torch.Tensor  # (B, U, U) bool, s may target t (attack an enemy, or heal a friend)
+    reach: torch.Tensor  # (B, U, U) centre distance within which s can hit (heal) t
+    acquire2: torch.Tensor  # (B, M, N) squared distance within which enemy m acquires ally a
+    sight2: torch.Tensor  # (B, M) squared sight of the enemies (medivac heal targets)
+    nav: UnitNav
+    has_shields: bool  # any unit has shields (the shield volley is needed)
+    any_heal: bool
+    any_splash: bool
+    any_suicide: bool
+    any_static: bool
+    any_regen: bool
+    enemy_heal: bool  # some enemy is a medivac
+    check_valid: bool  # some enemy pair cannot be hit, or there are medivacs
+    acquire_all: bool  # every enemy can hit every ally (no mask in the acquisition)
+    hunt: bool  # enemies with nothing in sight head for the nearest ally (SMACv2 maps)
     rows: torch.Tensor  # (U,) long, 0..U-1
+    is_enemy: torch.Tensor  # (U,) bool
     idle: torch.Tensor  # () long IDLE, no_target () long NO_TARGET, zero () float: constants
     no_target: torch.Tensor
     zero: torch.Tensor
-    area_lo: torch.Tensor  # (U, R, 2) lowest centre position per unit and rectangle
-    area_hi: torch.Tensor  # (U, R, 2) highest centre position
-    pathing: torch.Tensor  # (W * H,) bool, cell (i, j) at i * H + j
+    pathing: torch.Tensor  # (W * H,) bool ground pathing grid, cell (i, j) at i * H + j
     map_size: tuple[int, int]  # (W, H) in cells
-    attack_target: torch.Tensor  # (2,) where enemies attack-move to
 
     @property
     def n_units(self) -> int:
         return self.n_allies + self.n_enemies
 
+    def names(self, copy: int = 0) -> tuple[str, ...]:
+        """Unit type name of every unit of one copy."""
+        return tuple(TYPE_NAMES[k] for k in self.types[copy].tolist())
+
     @classmethod
-    def build(cls, spec: MapSpec, device: torch.device) -> UnitTable:
-        """Tensors for ``spec``'s units, allies first."""
-        names = tuple(spec.ally_units() + spec.enemy_units())
-        types = [unit_type(n) for n in names]
+    def build(
+        cls, spec: MapSpec, types: torch.Tensor, batch_size: int, device: torch.device
+    ) -> UnitTable:
+        """Tables for ``types`` (B', U) long, allies first; B' = 1 (shared team) or B."""
+        c = type_columns(device)
+        b, u = batch_size, types.shape[1]
         n = spec.n_agents
-        is_ally = torch.tensor([i < n for i in range(len(names))], device=device)  # (U,)
+        types = types.to(device)  # (B', U)
+        kinds = sorted(set(types.flatten().tolist()))
 
-        def col(values: list[float]) -> torch.Tensor:
-            return torch.tensor(values, dtype=torch.float32, device=device)  # (U,)
+        def grow(x: torch.Tensor) -> torch.Tensor:
+            return x.expand(b, *x.shape[1:])  # (B, ...)
 
-        attacks = torch.tensor([t.attacks for t in types], dtype=torch.long, device=device)
-        damage, radius = col([t.damage for t in types]), col([t.radius for t in types])
-        bonus_arm, bonus_light = (
-            col([t.bonus_armored for t in types]),
-            col([t.bonus_light for t in types]),
-        )
-        armored, light = (
-            col([float(t.armored) for t in types]),
-            col([float(t.light) for t in types]),
-        )
-        raw = (
-            damage[:, None] + bonus_arm[:, None] * armored[None] + bonus_light[:, None] * light
-        )  # (U, U)
-        enemies = is_ally[:, None] != is_ally[None, :]  # (U, U)
-        wrange = col([t.weapon_range for t in types])
-        reach = wrange[:, None] + radius[:, None] + radius[None, :]  # (U, U)
-        lo = torch.tensor([[r.x0, r.y0] for r in spec.pathable], device=device)  # (R, 2)
-        hi = torch.tensor([[r.x1, r.y1] for r in spec.pathable], device=device)  # (R, 2)
-        hit = torch.where(enemies, raw, torch.zeros_like(raw))  # (U, U)
-        armor = col([t.armor for t in types])
-        per_shot = (raw - armor).clamp(min=MIN_DAMAGE) * attacks.unsqueeze(1)  # (U, U)
-        per_shot = torch.where(raw > 0, per_shot, torch.zeros_like(raw))  # (U, U) no weapon
+        def per_unit(column: torch.Tensor) -> torch.Tensor:
+            return grow(column[types])  # (B, U)
+
+        def pair(table: torch.Tensor) -> torch.Tensor:
+            return table[types.unsqueeze(-1), types.unsqueeze(-2)]  # (B', U, U)
+
+        rows = torch.arange(u, device=device)  # (U,)
+        is_enemy = rows >= n  # (U,)
+        enemies = is_enemy[:, None] != is_enemy[None, :]  # (U, U)
+        heals = c.heals[types]  # (B', U)
+        can_heal = heals.unsqueeze(-1) & ~heals.unsqueeze(-2) & ~enemies  # (B', U, U)
+        can_heal = can_heal & (rows[:, None] != rows[None, :])  # (B', U, U) not itself
+        hit = torch.where(enemies, pair(c.raw), c.raw.new_zeros(()))  # (B', U, U)
+        hit_health = torch.where(enemies, pair(c.per_shot), c.raw.new_zeros(()))  # (B', U, U)
+        shielded = (c.shield[types] > 0).any(0)  # (U,)
+        cols = shielded.nonzero().flatten()  # (C,)
+        splashing = (c.splash[types] | c.suicide[types]).any(0)  # (U,)
+        splash_rows = splashing.nonzero().flatten()  # (S,)
+        radius = c.radius[types]  # (B', U)
+        reach = pair(c.weapon_range[:, None].expand(-1, len(TYPE_NAMES)))  # (B', U, U)
+        reach = reach + radius.unsqueeze(-1) + radius.unsqueeze(-2)  # (B', U, U)
+        sight2 = c.sight[types][:, n:].square()  # (B', M)
+        static = c.static[types]  # (B', U)
+        acquire2 = torch.where(
+            static[:, n:, None], reach[:, n:, :n].square(), sight2.unsqueeze(-1)
+        )  # (B', M, N)
+        ground = spec.pathable
+        classes: tuple[tuple[Rect, ...], ...] = (ground, spec.cliff_pathable or ground, OPEN)
+        areas = terrain_tensors(classes, device)  # in MOVERS order
+        present = [TYPE_NAMES[k] for k in kinds]
         return cls(
             n_allies=n,
-            n_enemies=spec.n_enemies,
-            names=names,
-            health_max=col([t.health for t in types]),
-            shield_max=col([t.shield for t in types]),
-            armor=armor,
-            speed=col([t.speed_per_loop for t in types]),
-            sight2=col([t.sight**2 for t in types])[n:],
-            radius=radius,
-            attacks=attacks,
-            max_attacks=max(t.attacks for t in types),
-            cooldown=col([t.cooldown_loops for t in types]),
-            max_cd=col([t.max_cd for t in types]),
-            hit=hit,
-            hit_health=torch.where(enemies, per_shot, torch.zeros_like(raw)),
-            has_shields=any(t.shield > 0 for t in types),
-            reach=reach,
-            rows=torch.arange(len(names), device=device),
+            n_enemies=u - n,
+            types=grow(types),
+            health_max=per_unit(c.health),
+            shield_max=per_unit(c.shield),
+            armor=per_unit(c.armor),
+            speed=per_unit(c.speed),
+            radius=grow(radius),
+            attacks=per_unit(c.attacks),
+            max_attacks=max(UNIT_TYPES[k].attacks for k in present),
+            cooldown=per_unit(c.cooldown),
+            max_cd=per_unit(c.max_cd),
+            heals=grow(heals),
+            splash=per_unit(c.splash),
+            suicide=per_unit(c.suicide),
+            static=grow(static),
+            regen=per_unit(c.regen),
+            hit=grow(hit),
+            hit_health=grow(hit_health),
+            shield_cols=cols,
+            plain=~shielded,
+            any_plain=bool((~shielded).any()),
+            hit_c=grow(hit[:, :, cols]),
+            splash_rows=splash_rows,
+            splash_hit=grow(hit[:, splash_rows]),
+            splash_hit_health=grow(hit_health[:, splash_rows]),
+            valid=grow((hit > 0) | can_heal),
+            reach=grow(reach),
+            acquire2=grow(acquire2),
+            sight2=grow(sight2),
+            nav=UnitNav.build(areas, c.mover[types], radius, b),
+            has_shields=any(UNIT_TYPES[k].shield > 0 for k in present),
+            any_heal=any(UNIT_TYPES[k].ability == "heal" for k in present),
+            any_splash=any(UNIT_TYPES[k].ability == "splash" for k in present),
+            any_suicide=any(UNIT_TYPES[k].ability == "suicide" for k in present),
+            any_static=any(UNIT_TYPES[k].mover == "static" for k in present),
+            any_regen=any(UNIT_TYPES[k].regen > 0 for k in present),
+            enemy_heal=bool(heals[:, n:].any()),
+            check_valid=bool(heals.any()) or not bool((hit > 0)[:, enemies].all()),
+            acquire_all=bool((hit[:, n:, :n] > 0).all()),
+            hunt=spec.team is not None,
+            rows=rows,
+            is_enemy=is_enemy,
             idle=torch.tensor(IDLE, device=device),
             no_target=torch.tensor(NO_TARGET, device=device),
             zero=torch.tensor(0.0, device=device),
-            area_lo=lo[None] + radius[:, None, None],
-            area_hi=hi[None] - radius[:, None, None],
-            pathing=_pathing_grid(spec, device),
+            pathing=pathing_grid(ground, (int(spec.map_size[0]), int(spec.map_size[1])), device),
             map_size=(int(spec.map_size[0]), int(spec.map_size[1])),
-            attack_target=torch.tensor(spec.attack_target, device=device),
         )
-
-
-def _pathing_grid(spec: MapSpec, device: torch.device) -> torch.Tensor:
-    """Cell (i, j) is pathable when its centre lies in a pathable rectangle, (W * H,)."""
-    w, h = int(spec.map_size[0]), int(spec.map_size[1])
-    cx = torch.arange(w, device=device).float() + 0.5  # (W,)
-    cy = torch.arange(h, device=device).float() + 0.5  # (H,)
-    grid = torch.zeros(w, h, dtype=torch.bool, device=device)  # (W, H)
-    for r in spec.pathable:
-        in_x = (cx >= r.x0) & (cx < r.x1)  # (W,)
-        in_y = (cy >= r.y0) & (cy < r.y1)  # (H,)
-        grid |= in_x[:, None] & in_y[None, :]  # (W, H)
-    return grid.reshape(-1)  # (W * H,)
 
 
 @dataclass
@@ -166,11 +344,12 @@ class UnitState:
     pos: torch.Tensor  # (B, U, 2)
     health: torch.Tensor  # (B, U) absolute hit points, 0 when dead
     shield: torch.Tensor  # (B, U)
+    energy: torch.Tensor  # (B, U) medivac energy (0 for other units)
     cooldown: torch.Tensor  # (B, U) loops until the weapon is ready (<= 0: ready)
     since_hit: torch.Tensor  # (B, U) long, loops since the unit last took damage
     order: torch.Tensor  # (B, U) long, IDLE | MOVE | ATTACK | ATTACK_MOVE
     goal: torch.Tensor  # (B, U, 2) point of a move or attack-move order
-    target: torch.Tensor  # (B, U) long, unit index being attacked, NO_TARGET if none
+    target: torch.Tensor  # (B, U) long, unit index being attacked (healed), NO_TARGET if none
 
     def clone(self) -> UnitState:
         return UnitState(**{f.name: getattr(self, f.name).clone() for f in fields(self)})
@@ -187,7 +366,9 @@ class UnitState:
 
     @classmethod
     def from_dict(cls, state: dict[str, Any], device: torch.device) -> UnitState:
-        return cls(**{f.name: state[f.name].to(device).clone() for f in fields(cls)})
+        values = dict(state)
+        values.setdefault("energy", torch.zeros_like(state["health"]))  # part-1 checkpoints
+        return cls(**{f.name: values[f.name].to(device).clone() for f in fields(cls)})
 
 
 def alive(s: UnitState) -> torch.Tensor:
@@ -202,15 +383,9 @@ def gather_units(x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
     return x.gather(1, index.unsqueeze(-1).expand(-1, -1, x.shape[-1]))  # (B, U', D)
 
 
-def clamp_to_area(pos: torch.Tensor, tab: UnitTable) -> torch.Tensor:
-    """Move every centre to the nearest point of the (radius-shrunk) pathable area."""
-    if tab.area_lo.shape[1] == 1:
-        return torch.clamp(pos, min=tab.area_lo[:, 0], max=tab.area_hi[:, 0])  # (B, U, 2)
-    inside = torch.clamp(pos.unsqueeze(2), min=tab.area_lo, max=tab.area_hi)  # (B, U, R, 2)
-    moved = (inside - pos.unsqueeze(2)).square().sum(-1)  # (B, U, R)
-    best = moved.argmin(-1)  # (B, U)
-    index = best[..., None, None].expand(-1, -1, 1, 2)  # (B, U, 1, 2)
-    return inside.gather(2, index).squeeze(2)  # (B, U, 2)
+def gather_pairs(x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    """x[b, u, index[b, u]] for x (B, U, U) and index (B, U) long, (B, U)."""
+    return x.gather(2, index.unsqueeze(-1)).squeeze(-1)  # (B, U)
 
 
 def length(v: torch.Tensor) -> torch.Tensor:
@@ -219,20 +394,33 @@ def length(v: torch.Tensor) -> torch.Tensor:
 
 
 def _retarget(s: UnitState, tab: UnitTable, live: torch.Tensor) -> torch.Tensor:
-    """Drop dead targets (an attack order on one ends); enemies acquire the nearest ally.
+    """Drop targets that died or no longer qualify; idle enemies acquire new ones.
 
     Returns which units have a target, (B, U) bool; updates ``s.target`` and ``s.order``.
     """
     index = s.target.clamp(min=0)  # (B, U)
     has = (s.target >= 0) & live.gather(1, index) & live  # (B, U)
+    if tab.check_valid:
+        has = has & gather_pairs(tab.valid, index)  # (B, U)
+    if tab.any_static:  # a static unit cannot follow a target out of range
+        dist = length(gather_units(s.pos, index) - s.pos)  # (B, U)
+        far = dist > gather_pairs(tab.reach, index) + RANGE_SLACK  # (B, U)
+        has = has & ~(tab.static & far)  # (B, U)
+    if tab.enemy_heal:  # the stock AI's medivac moves on once its patient is healed
+        healed = gather_units(s.health, index) >= gather_units(tab.health_max, index)  # (B, U)
+        has = has & ~(tab.heals & tab.is_enemy & healed)  # (B, U)
     s.order = torch.where(has | (s.order != ATTACK), s.order, tab.idle)  # (B, U)
     target = torch.where(has, s.target, tab.no_target)  # (B, U)
     n = tab.n_allies
-    need = (s.order[:, n:] == ATTACK_MOVE) & ~has[:, n:] & live[:, n:]  # (B, M)
+    on_order = s.order[:, n:] == ATTACK_MOVE  # (B, M)
+    seek = on_order | (tab.static[:, n:] & (s.order[:, n:] == IDLE))  # (B, M)
+    need = seek & ~has[:, n:] & live[:, n:]  # (B, M)
     # On the CPU a loop where every enemy has a target skips the search (same result).
-    if s.pos.device.type != "cpu" or bool(need.any()):
+    if terrain.busy(need):
         grab, found = _acquire(s, tab, live, need)  # (B, M), (B, M)
-        target = torch.cat([target[:, :n], torch.where(grab, found, target[:, n:])], 1)
+        target = torch.cat([target[:, :n], torch.where(grab, found, target[:, n:])], 1)  # (B, U)
+        if tab.hunt:
+            _hunt(s, tab, live, need & ~grab)
     s.target = target  # (B, U)
     return target >= 0
 
@@ -240,14 +428,45 @@ def _retarget(s: UnitState, tab: UnitTable, live: torch.Tensor) -> torch.Tensor:
 def _acquire(
     s: UnitState, tab: UnitTable, live: torch.Tensor, need: torch.Tensor
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Stock AI: an attack-move without a target takes the nearest living ally in sight."""
+    """Stock AI: the nearest living ally it can hit within its acquisition range.
+
+    An enemy medivac instead takes the nearest damaged friendly non-medivac in sight.
+    Returns (acquired (B, M) bool, unit index (B, M) long).
+    """
     n = tab.n_allies
     x, y = s.pos[..., 0], s.pos[..., 1]  # (B, U), (B, U)
     dx = x[:, n:].unsqueeze(2) - x[:, :n].unsqueeze(1)  # (B, M, N)
     dy = y[:, n:].unsqueeze(2) - y[:, :n].unsqueeze(1)  # (B, M, N)
-    dist2 = (dx.square() + dy.square()).masked_fill(~live[:, None, :n], float("inf"))  # (B, M, N)
-    nearest, found = dist2.min(dim=2)  # (B, M), (B, M)
-    return need & (nearest <= tab.sight2), found
+    dist2 = dx.square() + dy.square()  # (B, M, N)
+    ok = live[:, None, :n]  # (B, 1, N)
+    if not tab.acquire_all:
+        ok = ok & tab.valid[:, n:, :n]  # (B, M, N)
+    nearest, found = dist2.masked_fill(~ok, float("inf")).min(dim=2)  # (B, M), (B, M)
+    grab = need & (nearest <= tab.acquire2.gather(2, found.unsqueeze(-1)).squeeze(-1))  # (B, M)
+    if tab.enemy_heal:
+        ex = x[:, n:].unsqueeze(2) - x[:, n:].unsqueeze(1)  # (B, M, M)
+        ey = y[:, n:].unsqueeze(2) - y[:, n:].unsqueeze(1)  # (B, M, M)
+        hurt = live & (s.health < tab.health_max)  # (B, U)
+        near2 = ex.square() + ey.square()  # (B, M, M)
+        fine = hurt[:, None, n:] & tab.valid[:, n:, n:]  # (B, M, M) damaged, healable
+        fine = fine & (near2 <= tab.sight2.unsqueeze(-1))  # (B, M, M) in sight
+        closest, patient = near2.masked_fill(~fine, float("inf")).min(dim=2)  # (B, M), (B, M)
+        healer = tab.heals[:, n:]  # (B, M)
+        grab = torch.where(healer, need & torch.isfinite(closest), grab)  # (B, M)
+        found = torch.where(healer, patient + n, found)  # (B, M)
+    return grab, found
+
+
+def _hunt(s: UnitState, tab: UnitTable, live: torch.Tensor, lost: torch.Tensor) -> None:
+    """Enemies (B, M) that see nobody to attack walk to the nearest ally they can hit."""
+    n = tab.n_allies
+    gap = s.pos[:, :n].unsqueeze(1) - s.pos[:, n:].unsqueeze(2)  # (B, M, N, 2)
+    dist2 = gap[..., 0].square() + gap[..., 1].square()  # (B, M, N)
+    ok = live[:, None, :n] & tab.valid[:, n:, :n]  # (B, M, N)
+    nearest, found = dist2.masked_fill(~ok, float("inf")).min(dim=2)  # (B, M), (B, M)
+    lost = lost & torch.isfinite(nearest)  # (B, M)
+    goal = torch.where(lost.unsqueeze(-1), gather_units(s.pos, found), s.goal[:, n:])  # (B, M, 2)
+    s.goal = torch.cat([s.goal[:, :n], goal], 1)  # (B, U, 2)
 
 
 def _move(
@@ -255,63 +474,151 @@ def _move(
     tab: UnitTable,
     live: torch.Tensor,
     has: torch.Tensor,
-    chase: torch.Tensor,
-    gap: torch.Tensor,
+    in_range: torch.Tensor,
+    target_pos: torch.Tensor,
     dist: torch.Tensor,
     reach: torch.Tensor,
 ) -> None:
     """Walk towards targets out of range (stopping at range), move and attack-move points."""
+    chase = has & ~in_range  # (B, U)
     walk = ((s.order == MOVE) | ((s.order == ATTACK_MOVE) & ~has)) & live  # (B, U)
-    to_goal = s.goal - s.pos  # (B, U, 2)
-    goal_dist = length(to_goal)  # (B, U)
-    delta = torch.where(chase.unsqueeze(-1), gap, to_goal)  # (B, U, 2)
-    span = torch.where(chase, dist, goal_dist)  # (B, U)
-    room = span - reach * chase  # (B, U) distance left before stopping
-    travel = torch.minimum(tab.speed, room).clamp(min=0) * (chase | walk)  # (B, U)
+    goal_dist = length(s.goal - s.pos)  # (B, U)
+    dest = torch.where(chase.unsqueeze(-1), target_pos, s.goal)  # (B, U, 2)
+    stop = reach * chase  # (B, U) distance from dest at which to stop
+    if tab.nav.routed:
+        moving = (chase | walk) & ~tab.static  # (B, U)
+        point, routed = waypoints(s.pos, dest, moving, tab.nav)  # (B, U, 2), (B, U)
+        dest = torch.where(routed.unsqueeze(-1), point, dest)  # (B, U, 2)
+        stop = torch.where(routed, tab.zero, stop)  # (B, U)
+    delta = dest - s.pos  # (B, U, 2)
+    span = length(delta)  # (B, U)
+    travel = torch.minimum(tab.speed, span - stop).clamp(min=0) * (chase | walk)  # (B, U)
     step = delta * (travel / span.clamp(min=_EPS)).unsqueeze(-1)  # (B, U, 2)
-    s.pos = clamp_to_area(s.pos + step, tab)  # (B, U, 2)
+    s.pos = clamp_to_area(s.pos + step, tab.nav)  # (B, U, 2)
     arrived = (s.order == MOVE) & (goal_dist <= tab.speed)  # (B, U)
     s.order = torch.where(arrived, tab.idle, s.order)  # (B, U)
 
 
-def _volley_health_only(
-    s: UnitState, tab: UnitTable, fire: torch.Tensor, index: torch.Tensor
-) -> torch.Tensor:
-    """Shots on a map without shields: fixed damage per shooter-target pair, (B, U) received."""
-    damage = tab.hit_health[tab.rows, index] * fire  # (B, U) per shooter
-    received = torch.zeros_like(s.health).scatter_add_(1, index, damage)  # (B, U) per target
-    s.health = (s.health - received).clamp(min=0)  # (B, U)
-    return received
+def _splash(
+    tab: UnitTable,
+    live: torch.Tensor,
+    fire: torch.Tensor,
+    index: torch.Tensor,
+    pos: torch.Tensor,
+    target_pos: torch.Tensor,
+) -> torch.Tensor | None:
+    """Splash victims besides the target, (B, S, U) bool for the S splash-capable units.
+
+    None when no splash-capable unit fires (on the CPU; on CUDA it is computed anyway).
+    """
+    rows = tab.splash_rows  # (S,)
+    if rows.numel() == 0:
+        return None
+    shot = fire[:, rows]  # (B, S)
+    if not terrain.busy(shot):
+        return None
+    origin = pos[:, rows]  # (B, S, 2) shooter
+    aim = target_pos[:, rows]  # (B, S, 2) its target
+    radius = tab.radius.unsqueeze(1)  # (B, 1, U) victim radius
+    extra = torch.zeros_like(tab.splash_hit, dtype=torch.bool)  # (B, S, U)
+    line = shot & tab.splash[:, rows]  # (B, S)
+    if tab.any_splash:
+        gap = aim - origin  # (B, S, 2)
+        way = gap / length(gap).clamp(min=_EPS).unsqueeze(-1)  # (B, S, 2) unit direction
+        rel = pos.unsqueeze(1) - aim.unsqueeze(2)  # (B, S, U, 2) victim - target
+        along = rel[..., 0] * way[..., None, 0] + rel[..., 1] * way[..., None, 1]  # (B, S, U)
+        side = rel[..., 0] * way[..., None, 1] - rel[..., 1] * way[..., None, 0]  # (B, S, U)
+        past = along - along.clamp(0.0, COLOSSUS_SPLASH_LENGTH)  # (B, S, U) off the segment
+        width = COLOSSUS_SPLASH_HALF_WIDTH + radius  # (B, 1, U)
+        on_line = past.square() + side.square() <= width.square()  # (B, S, U)
+        extra = extra | (line.unsqueeze(-1) & on_line)  # (B, S, U)
+    boom = shot & tab.suicide[:, rows]  # (B, S)
+    if tab.any_suicide:
+        rel = pos.unsqueeze(1) - origin.unsqueeze(2)  # (B, S, U, 2) victim - baneling
+        blast = (BANELING_SPLASH_RADIUS + radius).square()  # (B, 1, U)
+        near = rel[..., 0].square() + rel[..., 1].square() <= blast  # (B, S, U)
+        extra = extra | (boom.unsqueeze(-1) & near)  # (B, S, U)
+    others = index[:, rows].unsqueeze(-1) != tab.rows  # (B, S, U) not the direct target
+    return extra & others & (tab.splash_hit > 0) & live.unsqueeze(1)  # (B, S, U)
 
 
-def _volley_with_shields(
-    s: UnitState, tab: UnitTable, fire: torch.Tensor, index: torch.Tensor
+def _volley(
+    s: UnitState,
+    tab: UnitTable,
+    fire: torch.Tensor,
+    index: torch.Tensor,
+    extra: torch.Tensor | None,
 ) -> torch.Tensor:
-    """Shots land one after another in unit order: shields first, then health minus armor."""
-    aim = (index.unsqueeze(-1) == tab.rows) & fire.unsqueeze(-1)  # (B, U, U) shooter -> target
-    hit = torch.where(aim, tab.hit, tab.zero)  # (B, U, U) raw damage per attack
-    health, shield = s.health, s.shield  # (B, U), (B, U)
+    """Apply every shot of the loop (targets and splash victims); (B, U) damage received.
+
+    Units without shields take a fixed health damage per shot, summed with a scatter.
+    Shielded units take the shots one after another in unit order: per attack, shields
+    first, then health minus armor; a (B, U, C) prefix sum over the shooters lets a
+    shield that breaks mid-volley pass the rest of the damage on exactly.
+    """
+    rows, cols = tab.splash_rows, tab.shield_cols  # (S,), (C,)
+    received = torch.zeros_like(s.health)  # (B, U)
+    if tab.any_plain:
+        per_shooter = gather_pairs(tab.hit_health, index) * fire  # (B, U)
+        received = received.scatter_add_(1, index, per_shooter)  # (B, U)
+        if extra is not None:
+            splash = torch.where(extra, tab.splash_hit_health, tab.zero)  # (B, S, U)
+            received = received + splash.sum(1)  # (B, U)
+        if cols.numel() > 0:
+            received = received * tab.plain  # (B, U) shielded units are done below
+        s.health = (s.health - received).clamp(min=0)  # (B, U)
+    if cols.numel() == 0:
+        return received
+    aim = (index.unsqueeze(-1) == cols) & fire.unsqueeze(-1)  # (B, U, C) shooter -> victim
+    hit = torch.where(aim, tab.hit_c, tab.zero)  # (B, U, C) raw damage per attack
+    if extra is not None:
+        splash = torch.where(extra[:, :, cols], tab.splash_hit[:, :, cols], tab.zero)  # (B, S, C)
+        hit = hit.index_add(1, rows, splash)  # (B, U, C)
+    armor = tab.armor[:, cols].unsqueeze(1)  # (B, 1, C) victim armor
+    health0, shield0 = s.health[:, cols], s.shield[:, cols]  # (B, C), (B, C)
+    health, shield = health0, shield0  # (B, C), (B, C)
     for k in range(tab.max_attacks):
-        raw = hit if k == 0 else hit * (tab.attacks > k).unsqueeze(-1)  # (B, U, U)
-        before = raw.cumsum(1) - raw  # (B, U, U) raw damage of earlier shooters on t
-        on_shield = torch.minimum(raw, (shield.unsqueeze(1) - before).clamp(min=0))  # (B, U, U)
-        rest = raw - on_shield  # (B, U, U)
-        on_health = torch.where(rest > 0, (rest - tab.armor).clamp(min=MIN_DAMAGE), tab.zero)
-        shield = shield - on_shield.sum(1)  # (B, U)
-        health = health - on_health.sum(1)  # (B, U)
-    received = (s.health - health) + (s.shield - shield)  # (B, U)
-    s.health, s.shield = health.clamp(min=0), shield  # (B, U), (B, U)
-    return received
+        raw = hit if k == 0 else hit * (tab.attacks > k).unsqueeze(-1)  # (B, U, C)
+        before = raw.cumsum(1) - raw  # (B, U, C) raw damage of earlier shooters on c
+        on_shield = torch.minimum(raw, (shield.unsqueeze(1) - before).clamp(min=0))  # (B, U, C)
+        rest = raw - on_shield  # (B, U, C)
+        on_health = torch.where(
+            rest > 0, (rest - armor).clamp(min=MIN_DAMAGE), tab.zero
+        )  # (B, U, C)
+        shield = shield - on_shield.sum(1)  # (B, C)
+        health = health - on_health.sum(1)  # (B, C)
+    s.health = s.health.index_copy(1, cols, health.clamp(min=0))  # (B, U)
+    s.shield = s.shield.index_copy(1, cols, shield)  # (B, U)
+    return received.index_copy(1, cols, (health0 - health) + (shield0 - shield))  # (B, U)
 
 
-def _regenerate_shields(
-    s: UnitState, tab: UnitTable, received: torch.Tensor, live: torch.Tensor
+def _heal(
+    s: UnitState, tab: UnitTable, heal: torch.Tensor, index: torch.Tensor, before: torch.Tensor
 ) -> None:
-    """2 shield per game-second after 10 game-seconds without damage."""
-    s.since_hit = (s.since_hit + 1).masked_fill(received > 0, 0)  # (B, U)
-    regen = (s.since_hit >= SHIELD_REGEN_DELAY) & live  # (B, U)
-    grown = torch.minimum(s.shield + SHIELD_REGEN_PER_LOOP, tab.shield_max)  # (B, U)
-    s.shield = torch.where(regen, grown, s.shield)  # (B, U)
+    """Medivacs heal their targets (from the loop-start health) and pay energy for it."""
+    missing = gather_units(tab.health_max - before, index)  # (B, U) per healer
+    afford = s.energy * MEDIVAC_HEAL_PER_ENERGY  # (B, U)
+    amount = torch.minimum(torch.minimum(afford, missing), tab.zero + HEAL_PER_LOOP)  # (B, U)
+    amount = amount.clamp(min=0) * heal  # (B, U)
+    s.energy = s.energy - amount / MEDIVAC_HEAL_PER_ENERGY  # (B, U)
+    gained = torch.zeros_like(s.health).scatter_add_(1, index, amount)  # (B, U) per patient
+    grown = torch.minimum(s.health + gained, tab.health_max)  # (B, U)
+    s.health = torch.where(s.health > 0, grown, s.health)  # (B, U) the dead stay dead
+
+
+def _regenerate(s: UnitState, tab: UnitTable, received: torch.Tensor, live: torch.Tensor) -> None:
+    """Shields (after 10 s without damage), Zerg health and medivac energy grow back."""
+    if tab.has_shields:
+        s.since_hit = (s.since_hit + 1).masked_fill(received > 0, 0)  # (B, U)
+        regen = (s.since_hit >= SHIELD_REGEN_DELAY) & live  # (B, U)
+        grown = torch.minimum(s.shield + SHIELD_REGEN_PER_LOOP, tab.shield_max)  # (B, U)
+        s.shield = torch.where(regen, grown, s.shield)  # (B, U)
+    if tab.any_regen:
+        grown = torch.minimum(s.health + tab.regen, tab.health_max)  # (B, U)
+        s.health = torch.where(s.health > 0, grown, s.health)  # (B, U)
+    if tab.any_heal:
+        energy = torch.clamp(s.energy + ENERGY_PER_LOOP, max=MEDIVAC_ENERGY_MAX)  # (B, U)
+        s.energy = torch.where(tab.heals & (s.health > 0), energy, s.energy)  # (B, U)
 
 
 def game_loop(s: UnitState, tab: UnitTable, restart: torch.Tensor) -> torch.Tensor:
@@ -324,22 +631,26 @@ def game_loop(s: UnitState, tab: UnitTable, restart: torch.Tensor) -> torch.Tens
     live = s.health > 0  # (B, U)
     has = _retarget(s, tab, live)  # (B, U)
     index = s.target.clamp(min=0)  # (B, U)
-    gap = gather_units(s.pos, index) - s.pos  # (B, U, 2)
-    dist = length(gap)  # (B, U)
-    reach = tab.reach[tab.rows, index]  # (B, U) centre distance within which it hits
+    pos = s.pos  # (B, U, 2) loop-start positions
+    target_pos = gather_units(pos, index)  # (B, U, 2)
+    dist = length(target_pos - pos)  # (B, U)
+    reach = gather_pairs(tab.reach, index)  # (B, U) centre distance within which it acts
     in_range = has & (dist <= reach + RANGE_SLACK)  # (B, U)
-    fire = in_range & (s.cooldown <= 0)  # (B, U)
-    _move(s, tab, live, has, has & ~in_range, gap, dist, reach)
+    ready = in_range & (s.cooldown <= 0)  # (B, U)
+    fire = ready & ~tab.heals if tab.any_heal else ready  # (B, U)
+    _move(s, tab, live, has, in_range, target_pos, dist, reach)
+    before = s.health  # (B, U)
     # On the CPU a loop in which nobody fires skips the damage step (same result).
-    if fire.device.type != "cpu" or bool(fire.any()):
-        if tab.has_shields:
-            received = _volley_with_shields(s, tab, fire, index)  # (B, U)
-        else:
-            received = _volley_health_only(s, tab, fire, index)  # (B, U)
+    if terrain.busy(fire):
+        extra = _splash(tab, live, fire, index, pos, target_pos)  # (B, S, U) or None
+        received = _volley(s, tab, fire, index, extra)  # (B, U)
+        if tab.any_suicide:
+            s.health = torch.where(fire & tab.suicide, tab.zero, s.health)  # (B, U) exploded
     else:
         received = torch.zeros_like(s.health)  # (B, U)
-    if tab.has_shields:
-        _regenerate_shields(s, tab, received, live)
+    if tab.any_heal:
+        _heal(s, tab, in_range & tab.heals, index, before)
+    _regenerate(s, tab, received, live)
     carry = torch.where(s.cooldown > -1, s.cooldown, tab.zero)  # (B, U) how early it was ready
     s.cooldown = (torch.where(fire, restart + carry, s.cooldown) - 1).clamp(min=-1)  # (B, U)
     return torch.where(fire, s.target, tab.no_target)  # (B, U)

@@ -44,7 +44,7 @@ def scenario() -> Scenario:
     ) -> None:
         tab = env.tab
         pos = env.units.pos[0].clone()  # (U, 2)
-        hp, sh = tab.health_max.clone(), tab.shield_max.clone()  # (U,), (U,)
+        hp, sh = tab.health_max[0].clone(), tab.shield_max[0].clone()  # (U,), (U,)
         cooldown = torch.zeros(tab.n_units)  # (U,)
         for u in range(tab.n_units):
             if u in placed:

@@ -1,4 +1,4 @@
-"""SMAC's sizes for every map of part 1, and the batched outputs' shapes and dtypes."""
+"""SMAC's sizes for all 23 maps (and SMACv2's), and the batched outputs' shapes and dtypes."""
 
 from __future__ import annotations
 
@@ -27,11 +27,47 @@ SMAC_TABLE = {
     "3s_vs_3z": (3, 9, 36, 54, 150, 680),
     "3s_vs_4z": (3, 10, 42, 61, 200, 840),
     "3s_vs_5z": (3, 11, 48, 68, 250, 1000),
+    "MMM": (10, 16, 160, 290, 150, 1015),
+    "MMM2": (10, 18, 176, 322, 180, 1205),
+    "1c3s5z": (9, 15, 162, 270, 180, 1870),
+    "2m_vs_1z": (2, 7, 16, 26, 150, 360),
+    "corridor": (6, 30, 156, 282, 400, 1280),
+    "6h_vs_8z": (6, 14, 78, 140, 150, 1480),
+    "2s_vs_1sc": (2, 7, 17, 27, 300, 510),
+    "so_many_baneling": (7, 38, 202, 397, 100, 1480),
+    "bane_vs_bane": (24, 30, 336, 984, 200, 1260),
+    "2c_vs_64zg": (2, 70, 332, 342, 400, 3080),
+}
+
+# SMACv2 names -> (n_agents, n_actions, obs_shape, state_shape, episode_limit): SMACv2's
+# get_obs_size/get_state_size with its sc2_gen_*.yaml (unit_type_bits 3, obs_own_pos;
+# e.g. protoss_5_vs_5: 4 + 5 x 9 + 4 x 9 + (2 + 2 + 3) = 92). max_reward depends on the
+# first team drawn.
+SMACV2_TABLE = {
+    "protoss_5_vs_5": (5, 11, 92, 130, 200),
+    "terran_10_vs_11": (10, 17, 170, 306, 200),
+    "zerg_20_vs_23": (20, 29, 346, 858, 200),
 }
 
 
 def test_table_covers_every_map() -> None:
     assert set(SMAC_TABLE) == set(MAPS)
+    assert len(MAPS) == 23
+
+
+@pytest.mark.parametrize("map_name", sorted(SMACV2_TABLE))
+def test_smacv2_env_info(map_name: str) -> None:
+    env = BattleEnv(map_name, batch_size=2, seed=0)
+    info = env.get_env_info()
+    n_agents, n_actions, obs, state, limit = SMACV2_TABLE[map_name]
+    got = (info.n_agents, info.n_actions, info.obs_shape, info.state_shape, info.episode_limit)
+    assert got == (n_agents, n_actions, obs, state, limit)
+    assert env.obs().shape == (2, n_agents, obs)
+    assert env.state().shape == (2, state)
+    assert env.avail_actions().shape == (2, n_agents, n_actions)
+    # SMAC's layout without SMACv2's own position: 2 fewer observation features.
+    smac_layout = BattleEnv(map_name, batch_size=1, seed=0, obs_own_pos=False)
+    assert smac_layout.get_env_info().obs_shape == obs - 2
 
 
 @pytest.mark.parametrize("map_name", sorted(SMAC_TABLE))
@@ -48,7 +84,7 @@ def test_env_info_matches_smac(map_name: str) -> None:
     assert env.avail_actions().shape == (1, n_agents, n_actions)
 
 
-@pytest.mark.parametrize("map_name", ["3m", "2s3z", "3s_vs_4z", "5m_vs_6m"])
+@pytest.mark.parametrize("map_name", ["3m", "2s3z", "3s_vs_4z", "MMM2", "terran_5_vs_5"])
 def test_batched_shapes_and_dtypes(map_name: str) -> None:
     b = 3
     env = BattleEnv(map_name, batch_size=b, seed=1)
@@ -119,7 +155,7 @@ def test_smac_env_info_keys_and_honesty() -> None:
 
 
 def test_unknown_map_lists_known_maps() -> None:
-    with pytest.raises(ValueError, match=r"known maps are .*'3m'"):
+    with pytest.raises(ValueError, match=r"known maps are .*'3m'.*protoss_5_vs_5"):
         BattleEnv("4m", batch_size=1, seed=0)
 
 
@@ -137,6 +173,7 @@ def test_allies_listed_in_smac_agent_order(map_name: str) -> None:
     ally_order = TYPE_ONE_HOTS[spec.map_type][0]
     ranks = [ally_order.index(u) for u in spec.ally_units()]
     assert ranks == sorted(ranks)
+    assert spec.ally_units() == sorted(spec.ally_units())  # RL type ids are alphabetical
 
 
 def test_vectorised_big_batch_steps() -> None:
