@@ -52,30 +52,22 @@ import functools
 import importlib
 import inspect
 import logging
-import multiprocessing as mp
 import os
 import re
 import time
-import weakref
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, fields
-from multiprocessing.connection import Connection
 from pathlib import Path
-from typing import Any, NamedTuple, Protocol, cast
+from typing import Any, Protocol, cast
 
 import numpy as np
 import torch
 
 from marl.envs.base import EnvInfo
 from marl.envs.workers import (
-    DEFAULT_TIMEOUT,
     BatchedSingleEnv,
-    EnvFactory,
     SerialBatchedEnv,
     WorkerBatchedEnv,
-    _CopiesBatchedEnv,
-    _stop_workers,
-    _worker_main,
 )
 from marl.errors import UsageError
 
@@ -507,119 +499,6 @@ def _replays(folder: Path) -> dict[Path, float]:
     return {p: p.stat().st_mtime for p in folder.glob("*.SC2Replay")}
 
 
-# -- the batch: copies that also answer calls -------------------------------------------------
-
-
-class _CallFailed(NamedTuple):
-    """A ``call`` that raised in a worker: re-raised in the main process."""
-
-    usage: bool
-    kind: str
-    text: str
-
-
-class _CallingConnection:
-    """A worker's pipe that also serves ``("call", (method, args))`` on the worker's env.
-
-    `marl.envs.workers` serves reset, step and close; SC2 copies also save replays
-    and report their version, which must happen in the process that runs the game.
-    """
-
-    def __init__(self, conn: Connection, envs: list[SMACSingleEnv]) -> None:
-        self.conn = conn
-        self.envs = envs
-
-    def send(self, message: Any) -> None:
-        self.conn.send(message)
-
-    def recv(self) -> Any:
-        while True:
-            message = self.conn.recv()
-            command, arg = message
-            if command != "call":
-                return message
-            name, args = arg
-            try:
-                reply = getattr(self.envs[0], name)(*args)
-            except Exception as err:
-                reply = _CallFailed(isinstance(err, UsageError), type(err).__name__, str(err))
-            self.conn.send(("ok", reply))
-
-
-def _sc2_worker_main(conn: Connection, factory: EnvFactory) -> None:
-    """`marl.envs.workers`' worker loop, plus ``call`` commands."""
-    envs: list[SMACSingleEnv] = []
-
-    def build() -> Any:
-        env = factory()
-        envs.append(cast(SMACSingleEnv, env))
-        return env
-
-    _worker_main(cast(Connection, _CallingConnection(conn, envs)), build)
-
-
-def _raise_failed(replies: list[Any], name: str) -> list[Any]:
-    for i, reply in enumerate(replies):
-        if isinstance(reply, _CallFailed):
-            if reply.usage:
-                raise UsageError(reply.text)
-            raise RuntimeError(f"env copy {i} raised in {name}: {reply.kind}: {reply.text}")
-    return replies
-
-
-class _SC2WorkerBatchedEnv(WorkerBatchedEnv):
-    """`WorkerBatchedEnv` whose workers also answer `call` (replays, version)."""
-
-    def __init__(
-        self,
-        factory: EnvFactory,
-        *,
-        batch_size: int,
-        seed: int,
-        device: str | torch.device = "cpu",
-        timeout: float | None = DEFAULT_TIMEOUT,
-    ) -> None:
-        # WorkerBatchedEnv.__init__ with the worker loop swapped for _sc2_worker_main.
-        _CopiesBatchedEnv.__init__(self, batch_size=batch_size, seed=seed, device=device)
-        self.timeout = timeout
-        ctx = mp.get_context("forkserver")
-        ctx.set_forkserver_preload(["__main__", "marl.envs.workers", __name__])
-        self._processes = []
-        self._conns = []
-        self._finalizer = weakref.finalize(self, _stop_workers, self._processes, self._conns, False)
-        try:
-            for i in range(batch_size):
-                parent, child = ctx.Pipe()
-                proc = ctx.Process(
-                    target=_sc2_worker_main,
-                    args=(child, factory),
-                    name=f"marl-sc2-{i}",
-                    daemon=True,
-                )
-                proc.start()
-                child.close()
-                self._processes.append(proc)
-                self._conns.append(parent)
-            self._set_env_info(self._gather("building the env"))
-            self.reset()
-        except BaseException:
-            self._shutdown(graceful=False)
-            raise
-
-    def call(self, name: str, args: Sequence[tuple[Any, ...]]) -> list[Any]:
-        """``copy_i.<name>(*args[i])`` in every worker; their results."""
-        self._send("call", [(name, a) for a in args])
-        return _raise_failed(self._gather(f"calling {name}"), name)
-
-
-class _SC2SerialBatchedEnv(SerialBatchedEnv):
-    """`SerialBatchedEnv` with the same `call` as the workers."""
-
-    def call(self, name: str, args: Sequence[tuple[Any, ...]]) -> list[Any]:
-        """``copy_i.<name>(*args[i])`` for every copy; their results."""
-        return [getattr(c.env, name)(*a) for c, a in zip(self._copies, args, strict=True)]
-
-
 class SC2Env(BatchedSingleEnv):
     """B copies of SMAC's StarCraft2Env (see the module doc); a `ReplayEnv`.
 
@@ -674,8 +553,8 @@ class SC2Env(BatchedSingleEnv):
         self.device = torch.device(device)
         self.recording = False
         factory = functools.partial(SMACSingleEnv, make=make, map_name=map_name)
-        backend = _SC2WorkerBatchedEnv if workers and batch_size > 1 else _SC2SerialBatchedEnv
-        self.env: _SC2SerialBatchedEnv | _SC2WorkerBatchedEnv
+        backend = WorkerBatchedEnv if workers and batch_size > 1 else SerialBatchedEnv
+        self.env: SerialBatchedEnv | WorkerBatchedEnv
         self.env = backend(factory, batch_size=batch_size, seed=seed, device=device)
         log.info(
             "env=sc2 %s runs StarCraft II %s (SMAC results differ between 4.6.2 and 4.10)",

@@ -343,6 +343,10 @@ class SerialBatchedEnv(_CopiesBatchedEnv):
     def _step_copies(self, actions: np.ndarray) -> list[tuple[_Outcome, _View]]:
         return [c.step(a) for c, a in zip(self._copies, actions, strict=True)]  # a: (N,)
 
+    def call(self, name: str, args: Sequence[tuple[Any, ...]]) -> list[Any]:
+        """``copy_i.<name>(*args[i])`` on every copy's env; their results."""
+        return [getattr(c.env, name)(*a) for c, a in zip(self._copies, args, strict=True)]
+
     def close(self) -> None:
         """Close every copy (idempotent)."""
         copies, self._copies = self._copies, []
@@ -360,7 +364,8 @@ def _error_reply(err: BaseException, doing: str) -> tuple[str, Any]:
 
 
 def _worker_main(conn: Connection, factory: EnvFactory) -> None:
-    """Serve one env copy: ("reset", seed) | ("step", actions) | ("close", None)."""
+    """Serve one env copy: ("reset", seed) | ("step", actions) | ("close", None)
+    | ("call", (method name, args)): a method of the copy's env, run in this process."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the main process's to handle
     try:
         copy = _Copy(factory())
@@ -378,6 +383,9 @@ def _worker_main(conn: Connection, factory: EnvFactory) -> None:
                 reply: Any = copy.reset(int(arg))
             elif command == "step":
                 reply = copy.step(arg)
+            elif command == "call":
+                name, args = arg
+                reply = getattr(copy.env, name)(*args)
             elif command == "close":
                 copy.env.close()
                 conn.send(("ok", None))
@@ -511,6 +519,14 @@ class WorkerBatchedEnv(_CopiesBatchedEnv):
     def _step_copies(self, actions: np.ndarray) -> list[tuple[_Outcome, _View]]:
         self._send("step", list(actions))  # B arrays of (N,)
         return self._gather("step")
+
+    def call(self, name: str, args: Sequence[tuple[Any, ...]]) -> list[Any]:
+        """``copy_i.<name>(*args[i])`` in worker i, where copy i's env lives; the results.
+
+        For what must run in the env's own process (SC2: replays, the game version).
+        """
+        self._send("call", [(name, a) for a in args])
+        return self._gather(f"calling {name}")
 
     @property
     def processes(self) -> list[BaseProcess]:

@@ -144,7 +144,7 @@ def test_translation_matches_smacs_api_step_by_step(batch_size: int, workers: bo
     seed = 3
     env = build(batch_size, seed, workers=workers)
     try:
-        expected = "_SC2WorkerBatchedEnv" if workers and batch_size > 1 else "_SC2SerialBatchedEnv"
+        expected = "WorkerBatchedEnv" if workers and batch_size > 1 else "SerialBatchedEnv"
         assert type(env.env).__name__ == expected
         assert isinstance(env, BatchedEnv) and isinstance(env, ReplayEnv)
         assert isinstance(env, SMACInfoEnv)  # the run saves smac_env_info() with sc2_version
