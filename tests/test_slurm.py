@@ -28,7 +28,8 @@ pytestmark = [
 ]
 
 SLURM = ["hydra/launcher=slurm", "hydra.launcher.timeout_min=5", "hydra.launcher.mem_gb=1"]
-SLURM += ["hydra.launcher.cpus_per_task=1", "env=matrix", "batch_size_run=1"]
+SLURM += ["hydra.launcher.cpus_per_task=1"]
+TINY = ["env=matrix", "batch_size_run=1"]  # the two-step game: fast, and known
 
 
 def marl_train(args: list[str], cwd: Path, **kwargs) -> subprocess.Popen[str]:
@@ -45,7 +46,7 @@ def job_dirs(cwd: Path) -> list[Path]:
 
 
 def test_seed_sweep_runs_as_a_job_array(tmp_path: Path) -> None:
-    args = ["-m", "seed=1,2,3", "t_max=60", "test_interval=30", "batch_size=4", *SLURM]
+    args = ["-m", "seed=1,2,3", *TINY, "t_max=60", "test_interval=30", "batch_size=4", *SLURM]
     proc = marl_train(args, tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     out, _ = proc.communicate(timeout=300)
     assert proc.returncode == 0, out
@@ -62,7 +63,7 @@ def running_job_id(name: str) -> str | None:
 
 
 def test_preempted_job_requeues_and_resumes_exactly(tmp_path: Path) -> None:
-    train = ["seed=5", "t_max=6000", "save_model=true", "save_model_interval=500"]
+    train = [*TINY, "seed=5", "t_max=6000", "save_model=true", "save_model_interval=500"]
     train += ["test_interval=1000", "log_interval=1000", "learner_log_interval=1000"]
     name = f"marl-preempt-{os.getpid()}"
     sweep = marl_train(
