@@ -100,6 +100,16 @@ def check_choice(name: str, value: str, options: tuple[str, ...]) -> None:
         raise UsageError(f"env.{name} must be one of {', '.join(options)}, got {value!r}.")
 
 
+def check_adapter_settings(
+    reward: str, state: str, state_modes: tuple[str, ...], time_limit: int
+) -> None:
+    """The settings the Gymnasium and PettingZoo adapters share, checked before any worker."""
+    check_choice("reward", reward, REWARD_MODES)
+    check_choice("state", state, state_modes)
+    if time_limit < 0:
+        raise UsageError(f"env.time_limit must be 0 (the env's own) or more, got {time_limit}.")
+
+
 class GymnasiumSingleEnv:
     """One copy of a multi-agent Gymnasium env behind the `SingleEnv` interface."""
 
@@ -248,10 +258,7 @@ class GymnasiumEnv(BatchedSingleEnv):
         seed: int,
         device: str | torch.device = "cpu",
     ) -> None:
-        check_choice("reward", reward, REWARD_MODES)
-        check_choice("state", state, GYM_STATE_MODES)
-        if time_limit < 0:
-            raise UsageError(f"env.time_limit must be 0 (the env's own) or more, got {time_limit}.")
+        check_adapter_settings(reward, state, GYM_STATE_MODES, time_limit)
         import_env_packages(key, import_module)  # fail here, in one sentence, not in a worker
         self.key = key
         factory = functools.partial(

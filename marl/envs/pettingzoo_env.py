@@ -36,9 +36,8 @@ from omegaconf import MISSING
 
 from marl.envs.base import EnvInfo
 from marl.envs.gymnasium_env import (
-    REWARD_MODES,
     agent_reward_info,
-    check_choice,
+    check_adapter_settings,
     team_reward,
     to_plain,
 )
@@ -239,10 +238,7 @@ class PettingZooEnv(BatchedSingleEnv):
         seed: int,
         device: str | torch.device = "cpu",
     ) -> None:
-        check_choice("reward", reward, REWARD_MODES)
-        check_choice("state", state, PZ_STATE_MODES)
-        if time_limit < 0:
-            raise UsageError(f"env.time_limit must be 0 (the env's own) or more, got {time_limit}.")
+        check_adapter_settings(reward, state, PZ_STATE_MODES, time_limit)
         import_parallel_env(module, name)  # fail here, in one sentence, not in a worker
         self.module, self.name = module, name
         factory = functools.partial(
