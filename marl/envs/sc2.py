@@ -64,6 +64,7 @@ import numpy as np
 import torch
 
 from marl.envs.base import EnvInfo
+from marl.envs.smac_args import SMACArgs
 from marl.envs.workers import (
     BatchedSingleEnv,
     SerialBatchedEnv,
@@ -85,46 +86,18 @@ KNOWN_BUILDS = {69232: "4.6.2", 75689: "4.10.0"}
 
 
 @dataclass
-class SC2EnvConfig:
+class SC2EnvConfig(SMACArgs):
     """Schema for `env=sc2`: PyMARL's `sc2` env_args, passed to SMAC's StarCraft2Env."""
 
     _target_: str = "marl.envs.sc2.SC2Env"
-    map_name: str = "3m"
-    """SMAC map (PyMARL's default 3m); `python -m smac.bin.map_list` lists them."""
     difficulty: str = "7"
     """Built-in AI level of the enemy, "1" (very easy) to "A" (cheat insane); SMAC uses "7"."""
-    step_mul: int = 8
-    """Game loops per agent step."""
-    move_amount: float = 2.0
-    """How far a move order sends a unit."""
-    continuing_episode: bool = False
-    """A timeout is a truncation (bootstrapped) instead of a termination."""
     game_version: str | None = None
     """SC2 version to run, e.g. "4.6.2" (null: the newest under $SC2PATH/Versions)."""
-    reward_sparse: bool = False
-    """+1 for a win, -1 for a loss, nothing else."""
-    reward_only_positive: bool = True
-    """Only the damage dealt counts (its absolute value), not the damage taken."""
-    reward_death_value: float = 10.0
-    """Reward for each enemy killed (and the penalty per ally lost when not only positive)."""
-    reward_win: float = 200.0
-    reward_defeat: float = 0.0
-    reward_negative_scale: float = 0.5
-    """Weight of the damage taken when not only positive."""
-    reward_scale: bool = True
-    """Divide rewards by max_reward / reward_scale_rate (a perfect episode returns ~20)."""
-    reward_scale_rate: float = 20.0
-    obs_all_health: bool = True
-    obs_own_health: bool = True
-    obs_last_action: bool = False
     obs_pathing_grid: bool = False
     """Add the pathable cells around the agent (8) to its observation."""
     obs_terrain_height: bool = False
     """Add the terrain heights around the agent (9) to its observation."""
-    obs_instead_of_state: bool = False
-    obs_timestep_number: bool = False
-    state_last_action: bool = True
-    state_timestep_number: bool = False
     heuristic_ai: bool = False
     """SMAC's scripted agents play instead of the learned ones (a baseline)."""
     heuristic_rest: bool = False

@@ -71,6 +71,7 @@ from marl.envs.battle.sim import (
 from marl.envs.battle.smacv2 import draw_positions, draw_teams
 from marl.envs.battle.terrain import clamp_to_area
 from marl.envs.battle.units import MEDIVAC_ENERGY_START, TYPE_NAMES, UNIT_TYPES, type_index
+from marl.envs.smac_args import SMACArgs
 
 SIMULATOR = "marl.battle (approximation of SC2; not SMAC results)"
 COOLDOWN_JITTER = 1.0  # +- game loops added to a cooldown when it restarts
@@ -80,49 +81,10 @@ NO_ACTION = -1  # last action before the first step (a zero one-hot, as SMAC)
 
 
 @dataclass
-class BattleEnvConfig:
+class BattleEnvConfig(SMACArgs):
     """Schema for `env=battle` (SMAC's env_args, plus the simulator's own randomness)."""
 
     _target_: str = "marl.envs.battle.env.BattleEnv"
-    map_name: str = "3m"
-    """Any of SMAC's 23 maps (3m, 2s3z, MMM2, corridor, 2c_vs_64zg, ...) or a SMACv2 name
-    ({protoss,terran,zerg}_N_vs_M, e.g. protoss_5_vs_5, zerg_20_vs_23)."""
-    step_mul: int = 8
-    """Game loops per agent step."""
-    move_amount: float = 2.0
-    """How far away a move order points."""
-    continuing_episode: bool = False
-    """Mark timeouts as truncations (info episode_limit True), as SMAC."""
-    reward_sparse: bool = False
-    """+1 for a win, -1 for a loss, nothing else."""
-    reward_only_positive: bool = True
-    """Reward is abs(damage dealt + kill bonus); ally losses are ignored."""
-    reward_death_value: float = 10.0
-    """Bonus per enemy killed (and penalty per ally lost when not only positive)."""
-    reward_win: float = 200.0
-    """Bonus for winning."""
-    reward_defeat: float = 0.0
-    """Bonus (<= 0) for losing."""
-    reward_negative_scale: float = 0.5
-    """Weight of damage taken and allies lost when not only positive."""
-    reward_scale: bool = True
-    """Divide rewards by max_reward / reward_scale_rate."""
-    reward_scale_rate: float = 20.0
-    """A perfect episode returns about this much when scaling."""
-    obs_all_health: bool = True
-    """Observe the health (and shield) of every visible unit."""
-    obs_own_health: bool = True
-    """Observe the agent's own health (forced on by obs_all_health)."""
-    obs_last_action: bool = False
-    """Observe the last action of visible allies."""
-    obs_timestep_number: bool = False
-    """Append step / episode_limit to the observation."""
-    state_last_action: bool = True
-    """Append every agent's last action one-hot to the state."""
-    state_timestep_number: bool = False
-    """Append step / episode_limit to the state."""
-    obs_instead_of_state: bool = False
-    """Use the concatenated observations as the state."""
     spawn_noise: float = 1.0
     """Each unit spawns up to this far (uniformly, per axis) from its formation slot."""
     cooldown_jitter: bool = True
