@@ -29,6 +29,7 @@ from marl.learners.q_learning import QLearnerConfig
 from marl.logging.console import ConsoleLoggerConfig
 from marl.logging.jsonl import JsonlLoggerConfig
 from marl.logging.wandb import WandbLoggerConfig
+from marl.modules.agents.mlp import MLPAgentConfig
 from marl.modules.agents.rnn import RNNAgentConfig
 from marl.modules.mixers.qmix import QMixerConfig
 from marl.modules.mixers.vdn import VDNMixerConfig
@@ -93,8 +94,16 @@ class TrainConfig:
     """Env copies stepped together (episodes per runner batch)."""
     batch_size: int = 32
     """Episodes per learner update."""
+    updates_per_rollout: int = 1
+    """Learner updates after each runner batch of `batch_size_run` episodes. PyMARL
+    does 1; setting it to `batch_size_run` keeps EPyMARL's one update per episode."""
     buffer_size: int = 5000
     """Episodes held by the replay buffer."""
+    buffer_obs_dtype: str = "auto"
+    """Storage of observations and states: float32 | float16 | int8 (8-bit codes of
+    features in [-1, 1]) | auto (int8 for envs with such features: battle, sc2)."""
+    buffer_device: str | None = None
+    """Where the replay buffer lives; null: `device` (cpu keeps a big buffer off the GPU)."""
     algo: Any = MISSING
     learner: Any = MISSING
     env: Any = MISSING
@@ -104,7 +113,7 @@ class TrainConfig:
 
 SCHEMAS: dict[str, dict[str, type]] = {
     "algo": {"base": AlgoConfig},
-    "agent": {"rnn": RNNAgentConfig},
+    "agent": {"rnn": RNNAgentConfig, "mlp": MLPAgentConfig},
     "controller": {"mac": ControllerConfig},
     "action_selector": {"epsilon_greedy": EpsilonGreedyConfig},
     "mixer": {"vdn": VDNMixerConfig, "qmix": QMixerConfig},

@@ -5,8 +5,8 @@ buffer, learner, loggers) and drives them. One iteration:
 
 1. the runner plays ``batch_size_run`` episodes and returns one episode batch;
 2. the batch goes into the replay buffer;
-3. once the buffer holds ``batch_size`` episodes, a sample cut to its longest
-   filled step trains the learner;
+3. once the buffer holds ``batch_size`` episodes, ``updates_per_rollout``
+   samples, each cut to its longest filled step, train the learner;
 4. every ``test_interval`` steps (and at the start) greedy test episodes run;
 5. every ``log_interval`` steps the training-episode stats are logged;
 6. every ``save_model_interval`` steps (and after the first batch) a checkpoint.
@@ -70,7 +70,8 @@ def check_run_settings(cfg: DictConfig) -> None:
             f"batch_size={cfg.batch_size} exceeds buffer_size={cfg.buffer_size}; "
             "the learner could never sample."
         )
-    for key in ("t_max", "batch_size", "buffer_size", "batch_size_run", "test_nepisode"):
+    counts = ("t_max", "batch_size", "buffer_size", "batch_size_run", "test_nepisode")
+    for key in (*counts, "updates_per_rollout"):
         if cfg[key] < 1:
             raise UsageError(f"{key} must be at least 1, got {cfg[key]}.")
     for key in ("test_interval", "log_interval", "learner_log_interval", "save_model_interval"):
@@ -128,9 +129,13 @@ class Experiment:
             mac=self.mac,
             action_selector=instantiate(cfg.algo.action_selector),
             generator=generator(cfg.seed, "actions", self.device),
+            obs_dtype=cfg.buffer_obs_dtype,
         )
         self.buffer = EpisodeReplayBuffer(
-            self.runner.scheme, cfg.buffer_size, self.runner.max_seq_length, device=self.device
+            self.runner.scheme,
+            cfg.buffer_size,
+            self.runner.max_seq_length,
+            device=resolve_device(cfg.buffer_device) if cfg.buffer_device else self.device,
         )
         self.sample_generator = generator(cfg.seed, "replay")
         self.learner = instantiate(cfg.learner, mac=self.mac, mixer=self.mixer)
@@ -199,9 +204,10 @@ class Experiment:
                 self.buffer.insert(batch)
                 # NETWORK UPDATE
                 if self.buffer.can_sample(cfg.batch_size):
-                    sample = self.buffer.sample(cfg.batch_size, self.sample_generator)
-                    sample = sample.slice_time(sample.max_t_filled()).to(self.device)
-                    learner_stats = self.learner.train(sample, self.t_env, self.episode)
+                    for _ in range(cfg.updates_per_rollout):
+                        sample = self.buffer.sample(cfg.batch_size, self.sample_generator)
+                        sample = sample.slice_time(sample.max_t_filled()).to(self.device)
+                        learner_stats = self.learner.train(sample, self.t_env, self.episode)
                     if self.t_env - counters.last_learner_log_t >= cfg.learner_log_interval:
                         self.loggers.log(learner_stats, self.t_env)
                         counters.last_learner_log_t = self.t_env

@@ -13,7 +13,9 @@ import torch
 from omegaconf import OmegaConf
 
 from marl.errors import UsageError
+from marl.learners.q_learning import QLearner
 from marl.train import run
+from tests.conftest import group_options
 
 
 def read_metrics(run_dir: Path) -> list[dict]:
@@ -41,7 +43,7 @@ def test_save_replay_on_an_env_without_replays_is_an_error(make_config, tmp_path
         run(cfg, tmp_path / "eval")
 
 
-@pytest.mark.parametrize("algo", ["iql", "vdn", "qmix"])
+@pytest.mark.parametrize("algo", group_options("algo"))
 def test_same_seed_gives_identical_metrics(make_config, tmp_path: Path, algo: str) -> None:
     for name in ("a", "b"):
         run(make_config(f"algo={algo}", "seed=3", "batch_size_run=2"), tmp_path / name)
@@ -49,6 +51,24 @@ def test_same_seed_gives_identical_metrics(make_config, tmp_path: Path, algo: st
     assert a == (tmp_path / "b" / "metrics.jsonl").read_text()
     run(make_config(f"algo={algo}", "seed=4", "batch_size_run=2"), tmp_path / "c")
     assert a != (tmp_path / "c" / "metrics.jsonl").read_text()
+
+
+def test_updates_per_rollout_trains_that_many_times(
+    make_config, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls: list[int] = []
+    original = QLearner.train
+
+    def counting(self: QLearner, batch, t_env: int, episode: int) -> dict[str, float]:
+        calls.append(t_env)
+        return original(self, batch, t_env, episode)
+
+    monkeypatch.setattr(QLearner, "train", counting)
+    cfg = make_config("updates_per_rollout=3", "batch_size_run=2", "t_max=40", "batch_size=4")
+    run(cfg, tmp_path)
+    # 2-step episodes: 10 rollouts of 2 episodes; 4 episodes can be sampled from the 2nd
+    assert len(calls) == 3 * 9
+    assert all(calls[i] == calls[i + 1] == calls[i + 2] for i in range(0, len(calls), 3))
 
 
 def test_a_run_folder_with_metrics_is_never_overwritten(make_config, tmp_path: Path) -> None:

@@ -16,6 +16,7 @@ from typing import cast
 
 import torch
 from torch import nn
+from torch.nn import functional as F
 
 from marl.data.episode_batch import EpisodeBatch
 from marl.envs.base import EnvInfo
@@ -71,7 +72,7 @@ class MultiAgentController(nn.Module):
         device = next(self.parameters()).device
         agent = cast(Agent, self.agents[0])
         h = agent.initial_hidden(batch_size * self.n_agents, device)  # (B * N, H)
-        return h.view(batch_size, self.n_agents, -1)  # (B, N, H)
+        return h.view(batch_size, self.n_agents, h.shape[-1])  # (B, N, H); H = 0 feed-forward
 
     def build_inputs(self, obs: torch.Tensor, last_actions: torch.Tensor | None) -> torch.Tensor:
         """obs (B, L, N, O), last_actions one-hot (B, L, N, A) -> inputs (B, L, N, I)."""
@@ -97,9 +98,10 @@ class MultiAgentController(nn.Module):
         b, steps, n, _ = inputs.shape
         if self.share_params:
             x = inputs.transpose(1, 2).reshape(b * n, steps, -1)  # (B * N, L, I)
-            q, h = self.agents[0](x, hidden.reshape(b * n, -1))  # (B * N, L, A), (B * N, H)
+            h_in = hidden.reshape(b * n, hidden.shape[-1])  # (B * N, H)
+            q, h = self.agents[0](x, h_in)  # (B * N, L, A), (B * N, H)
             q = q.view(b, n, steps, -1).transpose(1, 2)  # (B, L, N, A)
-            return q, h.view(b, n, -1)  # (B, L, N, A), (B, N, H)
+            return q, h.view(b, n, h.shape[-1])  # (B, L, N, A), (B, N, H)
         outs, hs = [], []
         for i, net in enumerate(self.agents):
             q_i, h_i = net(inputs[:, :, i], hidden[:, i])  # (B, L, A), (B, H)
@@ -109,10 +111,11 @@ class MultiAgentController(nn.Module):
 
     def unroll(self, batch: EpisodeBatch) -> torch.Tensor:
         """Q-values for every step of a batch, from a zero hidden state: (B, T, N, A)."""
-        obs = batch["obs"]  # (B, T, N, O)
+        obs = batch.float("obs")  # (B, T, N, O)
         last_actions = None
         if self.obs_last_action:
-            onehot = batch["actions_onehot"]  # (B, T, N, A)
+            actions = batch["actions"].squeeze(-1).long()  # (B, T, N)
+            onehot = F.one_hot(actions, self.n_actions).float()  # (B, T, N, A)
             last_actions = torch.cat([torch.zeros_like(onehot[:, :1]), onehot[:, :-1]], dim=1)
         q, _ = self(obs, last_actions, self.initial_hidden(batch.batch_size))
         return q  # (B, T, N, A)

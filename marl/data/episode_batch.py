@@ -69,6 +69,10 @@ class EpisodeBatch:
             raise KeyError(f"Unknown field {name!r}; fields are {sorted(self.data)}.")
         return self.data[name]
 
+    def float(self, name: str) -> torch.Tensor:
+        """Field ``name`` as float32 (B, T, *entry_shape), quantised fields decoded."""
+        return self.scheme.fields[name].decode(self[name])
+
     def __repr__(self) -> str:
         return (
             f"EpisodeBatch(batch_size={self.batch_size}, max_seq_length={self.max_seq_length}, "
@@ -155,7 +159,7 @@ class EpisodeBatch:
                 value = value.unsqueeze(-1)
             else:
                 raise ValueError(f"Field {name!r}: expected shape {expected}, got {got}.")
-        return value.to(device=self.device, dtype=self.scheme.fields[name].dtype)
+        return self.scheme.fields[name].encode(value.to(self.device))
 
     def mark_filled(self, ts: int, mask: torch.Tensor) -> None:
         """Mark time ``ts`` filled for the episodes where ``mask`` (B,) bool is True."""

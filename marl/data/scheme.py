@@ -66,6 +66,9 @@ class Field:
     (keep it compact: bool masks, uint8 action indices); ``group`` names a group size
     in the scheme that is prepended as a dim; ``source``/``transform`` make the field
     derived: ``transform(value written to source)`` is stored at write time.
+    ``scale`` quantises a float field into an integer ``dtype``: it stores
+    ``round(value / scale)`` clamped to [-max, max] of the dtype, and `decode` gives back
+    ``stored * scale`` (an error of at most scale / 2 inside the range).
     """
 
     shape: tuple[int, ...]
@@ -73,6 +76,7 @@ class Field:
     group: str | None = None
     source: str | None = None
     transform: Callable[[torch.Tensor], torch.Tensor] | None = None
+    scale: float | None = None
 
     def __post_init__(self) -> None:
         shape = (self.shape,) if isinstance(self.shape, int) else tuple(self.shape)
@@ -81,6 +85,27 @@ class Field:
         object.__setattr__(self, "shape", shape)
         if not isinstance(self.dtype, torch.dtype):
             raise ValueError(f"Field dtype must be a torch.dtype, got {self.dtype!r}.")
+        if self.scale is not None and (
+            self.dtype.is_floating_point or self.dtype == torch.bool or not self.scale > 0
+        ):
+            raise ValueError(
+                f"A quantised Field needs an integer dtype and a positive scale, got "
+                f"{self.dtype} and {self.scale!r}."
+            )
+
+    def encode(self, value: torch.Tensor) -> torch.Tensor:
+        """``value`` in the storage dtype (quantised when the field has a scale)."""
+        if self.scale is None:
+            return value.to(self.dtype)
+        top = torch.iinfo(self.dtype).max
+        bottom = -top if torch.iinfo(self.dtype).min < 0 else 0  # symmetric codes
+        q = torch.round(value.float() / self.scale).clamp_(bottom, top)
+        return q.to(self.dtype)
+
+    def decode(self, stored: torch.Tensor) -> torch.Tensor:
+        """Stored values as float32 (undoing the quantisation of a scaled field)."""
+        out = stored.float()
+        return out if self.scale is None else out.mul_(self.scale)
 
 
 @dataclass(frozen=True)

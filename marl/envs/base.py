@@ -43,16 +43,24 @@ def env_task(env_config: Mapping[str, Any]) -> str | None:
 
 @dataclass(frozen=True)
 class EnvInfo:
-    """Static description of an env, with SMAC's ``get_env_info`` keys."""
+    """Static description of an env, with SMAC's ``get_env_info`` keys.
+
+    ``unit_range``: every observation and state feature lies in [-1, 1] (SMAC's
+    normalised features), so the replay buffer may store them in 8 bits.
+    """
 
     n_agents: int
     n_actions: int
     obs_shape: int
     state_shape: int
     episode_limit: int
+    unit_range: bool = False
 
     def as_dict(self) -> dict[str, int]:
-        return asdict(self)
+        """SMAC's five keys (what checkpoints record and compare)."""
+        info = asdict(self)
+        del info["unit_range"]
+        return info
 
 
 class StepResult(NamedTuple):

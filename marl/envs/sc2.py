@@ -365,6 +365,7 @@ class SMACSingleEnv:
             obs_shape=int(raw["obs_shape"]),
             state_shape=int(raw["state_shape"]),
             episode_limit=int(raw["episode_limit"]),
+            unit_range=True,  # SMAC normalises every feature
         )
 
     @property

@@ -27,6 +27,7 @@ from marl.controllers.mac import MultiAgentController
 from marl.data.episode_batch import EpisodeBatch
 from marl.ops.masked import masked_fill_unavailable, masked_mean
 from marl.ops.returns import one_step_targets, td_lambda_targets
+from marl.ops.running_stats import RunningMeanStd
 
 
 @dataclass
@@ -54,6 +55,9 @@ class QLearnerConfig:
     """Episodes between hard target-network copies (used when tau is null)."""
     tau: float | None = None
     """Soft target update rate per training step; null for hard copies."""
+    standardise_rewards: bool = False
+    """Train on (r - mean) / std, the running moments of every real transition's
+    reward sampled so far (EPyMARL's ``standardise_rewards``)."""
 
 
 def valid_transitions(batch: EpisodeBatch) -> torch.Tensor:
@@ -104,6 +108,7 @@ class QLearner:
         td_lambda: float = 0.0,
         target_update_interval: int = 200,
         tau: float | None = None,
+        standardise_rewards: bool = False,
     ) -> None:
         self.mac = mac
         self.mixer = mixer
@@ -115,6 +120,7 @@ class QLearner:
         self.td_lambda = td_lambda
         self.target_update_interval = target_update_interval
         self.tau = tau
+        self.reward_stats = RunningMeanStd() if standardise_rewards else None
         self.params = list(mac.parameters()) + ([] if mixer is None else list(mixer.parameters()))
         if optimizer == "rmsprop":
             self.optimiser: torch.optim.Optimizer = torch.optim.RMSprop(
@@ -134,8 +140,11 @@ class QLearner:
         terminated = batch["terminated"][:, :-1].float()  # (B, T, 1)
         actions = batch["actions"][:, :-1].long()  # (B, T, N, 1)
         avail_next = batch["avail_actions"][:, 1:].bool()  # (B, T, N, A)
-        states = batch["state"].float()  # (B, T + 1, S)
+        states = batch.float("state")  # (B, T + 1, S)
         mask = valid_transitions(batch).float()  # (B, T, 1)
+        if self.reward_stats is not None:
+            self.reward_stats.update(rewards[mask.bool().expand_as(rewards)])
+            rewards = self.reward_stats.standardise(rewards)  # (B, T, 1)
 
         # 2. Q-VALUES OF THE TAKEN ACTIONS
         q = self.mac.unroll(batch)  # (B, T + 1, N, A)
@@ -207,6 +216,7 @@ class QLearner:
             "optimiser": self.optimiser.state_dict(),
             "train_steps": self.train_steps,
             "last_target_update_episode": self.last_target_update_episode,
+            "reward_stats": None if self.reward_stats is None else self.reward_stats.state_dict(),
         }
 
     def load_weights(self, state: dict[str, Any]) -> None:
@@ -226,3 +236,5 @@ class QLearner:
         self.optimiser.load_state_dict(state["optimiser"])
         self.train_steps = int(state["train_steps"])
         self.last_target_update_episode = int(state["last_target_update_episode"])
+        if self.reward_stats is not None and state.get("reward_stats") is not None:
+            self.reward_stats.load_state_dict(state["reward_stats"])

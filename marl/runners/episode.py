@@ -19,8 +19,9 @@ import torch.nn.functional as F
 
 from marl.controllers.mac import MultiAgentController
 from marl.data.episode_batch import EpisodeBatch
-from marl.data.scheme import Field, OneHot, Scheme, compact_index_dtype
+from marl.data.scheme import Field, Scheme, compact_index_dtype
 from marl.envs.base import BatchedEnv, EnvInfo
+from marl.errors import UsageError
 from marl.exploration.epsilon_greedy import EpsilonGreedy
 
 
@@ -31,22 +32,47 @@ class EpisodeRunnerConfig:
     _target_: str = "marl.runners.episode.EpisodeRunner"
 
 
-def transition_scheme(env_info: EnvInfo) -> Scheme:
-    """The fields an episode stores, in compact storage dtypes."""
+OBS_DTYPES = ("auto", "float32", "float16", "int8")
+INT8_SCALE = 1 / 127  # int8 codes -127..127 cover [-1, 1]; -1, 0 and 1 are exact
+
+
+def storage_dtype(env_info: EnvInfo, obs_dtype: str) -> str:
+    """The dtype observations and states are stored in; ``auto``: int8 when the env's
+    features lie in [-1, 1], float32 otherwise."""
+    if obs_dtype not in OBS_DTYPES:
+        raise UsageError(
+            f"buffer_obs_dtype must be one of {', '.join(OBS_DTYPES)}, got {obs_dtype!r}."
+        )
+    if obs_dtype == "auto":
+        return "int8" if env_info.unit_range else "float32"
+    if obs_dtype == "int8" and not env_info.unit_range:
+        raise UsageError(
+            "buffer_obs_dtype=int8 needs an env whose features lie in [-1, 1] (battle, sc2); "
+            "use float16 or float32."
+        )
+    return obs_dtype
+
+
+def feature_field(size: int, obs_dtype: str, group: str | None = None) -> Field:
+    """An observation or state field in its storage dtype (int8 is quantised)."""
+    if obs_dtype == "int8":
+        return Field((size,), torch.int8, group=group, scale=INT8_SCALE)
+    return Field((size,), getattr(torch, obs_dtype), group=group)
+
+
+def transition_scheme(env_info: EnvInfo, obs_dtype: str = "float32") -> Scheme:
+    """The fields an episode stores, in compact storage dtypes.
+
+    One-hot actions are not stored: the controller builds them from ``actions``.
+    """
     n_actions = env_info.n_actions
+    dtype = storage_dtype(env_info, obs_dtype)
     return Scheme(
         fields={
-            "state": Field((env_info.state_shape,)),
-            "obs": Field((env_info.obs_shape,), group="agents"),
+            "state": feature_field(env_info.state_shape, dtype),
+            "obs": feature_field(env_info.obs_shape, dtype, group="agents"),
             "avail_actions": Field((n_actions,), torch.bool, group="agents"),
             "actions": Field((1,), compact_index_dtype(n_actions), group="agents"),
-            "actions_onehot": Field(
-                (n_actions,),
-                torch.bool,
-                group="agents",
-                source="actions",
-                transform=OneHot(n_actions),
-            ),
             "reward": Field((1,)),
             "terminated": Field((1,), torch.bool),
         },
@@ -78,13 +104,14 @@ class EpisodeRunner:
         mac: MultiAgentController,
         action_selector: EpsilonGreedy,
         generator: torch.Generator,
+        obs_dtype: str = "float32",
     ) -> None:
         self.env = env
         self.mac = mac
         self.action_selector = action_selector
         self.generator = generator
         self.env_info = env.get_env_info()
-        self.scheme = transition_scheme(self.env_info)
+        self.scheme = transition_scheme(self.env_info, obs_dtype)
         self.batch_size = env.batch_size
         self.max_seq_length = self.env_info.episode_limit + 1
         self.t_env = 0

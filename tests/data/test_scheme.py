@@ -90,3 +90,22 @@ def test_field_shape_validation() -> None:
     assert Field(3).shape == (3,)
     with pytest.raises(ValueError, match="positive ints"):
         Field((0,))
+
+
+def test_quantised_field_round_trip() -> None:
+    field = Field((5,), torch.int8, scale=1 / 127)
+    x = torch.rand(1000, 5) * 2 - 1  # [-1, 1)
+    stored = field.encode(x)
+    assert stored.dtype == torch.int8
+    assert (field.decode(stored) - x).abs().max() <= 0.5 / 127 + 1e-7
+    exact = torch.tensor([-1.0, 0.0, 1.0, 0.5 + 0.5 / 127, -2.0])
+    assert field.decode(field.encode(exact)).tolist()[:3] == [-1.0, 0.0, 1.0]
+    assert field.decode(field.encode(exact))[-1] == -1.0  # outside the range: clamped
+    plain = Field((2,))
+    assert plain.decode(plain.encode(x[:, :2])).equal(x[:, :2])
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bool])
+def test_quantised_field_needs_an_integer_dtype(dtype: torch.dtype) -> None:
+    with pytest.raises(ValueError, match="integer dtype"):
+        Field((1,), dtype, scale=0.1)

@@ -479,6 +479,28 @@ def test_grad_norm_is_pre_clip_and_update_is_clipped() -> None:
     assert seen_clipped[0] == pytest.approx(clip, rel=1e-3)
 
 
+def test_standardised_rewards_known_answer(monkeypatch: pytest.MonkeyPatch) -> None:
+    """IQL, double Q, rewards standardised by the moments of the real transitions only.
+
+    Real rewards 1, 2, 3 (the padding reward 0 is not counted): mean 2, std sqrt(2/3),
+    so r' = (-s, 0, s) with s = sqrt(3/2); targets are the double-Q case's with r'.
+    """
+    batch, live, target = table_problem()
+    learner = QLearner(TableMAC(live), None, gamma=0.5, double_q=True, standardise_rewards=True)
+    with torch.no_grad():
+        learner.target_mac.table.copy_(target)
+    seen = record(monkeypatch, "one_step_targets")
+    learner.train(batch, t_env=0, episode=0)
+    s = 1.5**0.5
+    expected = torch.tensor([[[-s + 0.5, -s + 2.0], [0.0, 0.0]], [[s, s - 2.0], [-2 * s, -2 * s]]])
+    torch.testing.assert_close(seen[0], expected)
+    assert learner.reward_stats is not None and learner.reward_stats.count == 3
+    restored = QLearner(TableMAC(live), None, standardise_rewards=True)
+    restored.load_state_dict(learner.state_dict())
+    assert restored.reward_stats is not None
+    assert restored.reward_stats.state_dict() == learner.reward_stats.state_dict()
+
+
 # ----------------------------------------------------------------------------- checkpointing
 @pytest.mark.parametrize(("mixer_kind", "optimizer"), [(None, "rmsprop"), ("qmix", "adam")])
 def test_state_dict_round_trip(mixer_kind: str | None, optimizer: str) -> None:

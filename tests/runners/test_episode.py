@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from typing import Any
 
@@ -11,9 +12,10 @@ import torch
 from marl.controllers.mac import MultiAgentController
 from marl.envs.base import BatchedEnv, EnvInfo, StepResult
 from marl.envs.matrix import MatrixEnv
+from marl.errors import UsageError
 from marl.exploration.epsilon_greedy import EpsilonGreedy
 from marl.modules.agents.rnn import RNNAgent
-from marl.runners.episode import EpisodeRunner
+from marl.runners.episode import EpisodeRunner, storage_dtype, transition_scheme
 
 B = 4  # env copies
 ROUNDS = 2  # two_step with 2 rounds: episode_limit 4
@@ -52,7 +54,6 @@ def test_batch_fields_have_expected_shapes_and_dtypes() -> None:
         "obs": ((B, t, n, info.obs_shape), torch.float32),
         "avail_actions": ((B, t, n, a), torch.bool),
         "actions": ((B, t, n, 1), torch.uint8),
-        "actions_onehot": ((B, t, n, a), torch.bool),
         "reward": ((B, t, 1), torch.float32),
         "terminated": ((B, t, 1), torch.bool),
         "filled": ((B, t, 1), torch.bool),
@@ -63,10 +64,34 @@ def test_batch_fields_have_expected_shapes_and_dtypes() -> None:
     assert batch.max_seq_length == t
     assert stats.returns.shape == (B,)
     assert stats.lengths.dtype == torch.long
-    # The one-hot is derived from the stored actions on every played step.
-    played = batch["actions"][:, :-1, :, 0].long()  # (B, T - 1, N)
-    onehot = torch.nn.functional.one_hot(played, a).bool()
-    assert torch.equal(batch["actions_onehot"][:, :-1], onehot)
+    assert "actions_onehot" not in batch.scheme.fields  # the controller derives it
+
+
+def test_storage_dtype_choices() -> None:
+    info = matrix_env().get_env_info()
+    unit = dataclasses.replace(info, unit_range=True)
+    assert storage_dtype(info, "auto") == "float32"
+    assert storage_dtype(unit, "auto") == "int8"
+    assert storage_dtype(unit, "float16") == "float16"
+    with pytest.raises(UsageError, match="needs an env whose features lie in"):
+        storage_dtype(info, "int8")
+    with pytest.raises(UsageError, match="buffer_obs_dtype must be one of"):
+        storage_dtype(info, "uint4")
+    scheme = transition_scheme(unit, "auto")
+    assert scheme.fields["obs"].dtype == torch.int8 and scheme.fields["state"].dtype == torch.int8
+    assert transition_scheme(info, "float16").fields["obs"].dtype == torch.float16
+
+
+def test_int8_storage_reads_back_within_half_a_step() -> None:
+    env = matrix_env()
+    info = dataclasses.replace(env.get_env_info(), unit_range=True)
+    runner = make_runner(env)
+    runner.scheme = transition_scheme(info, "int8")
+    batch, _ = runner.run()
+    exact, _ = make_runner(matrix_env()).run()
+    assert batch["obs"].dtype == torch.int8
+    err = (batch.float("obs") - exact.float("obs")).abs().max()
+    assert err <= 0.5 / 127 + 1e-7
 
 
 def test_filled_covers_length_plus_one_steps() -> None:

@@ -220,6 +220,7 @@ class BattleEnv:
             obs_shape=self.features.obs_size,
             state_shape=self.features.state_size,
             episode_limit=self.episode_limit,
+            unit_range=True,
         )
 
     def smac_env_info(self) -> dict[str, Any]:

@@ -107,6 +107,25 @@ def test_batched_shapes_and_dtypes(map_name: str) -> None:
 
 
 @pytest.mark.parametrize(
+    "map_name", ["3m", "2s3z", "3s_vs_4z", "MMM2", "2c_vs_64zg", "terran_5_vs_5"]
+)
+def test_features_lie_in_unit_range(map_name: str) -> None:
+    """The env declares unit_range (the buffer stores its features in 8 bits): check it
+    over whole random battles, with every optional feature on."""
+    flags = {"obs_last_action": True, "obs_timestep_number": True, "state_timestep_number": True}
+    env = BattleEnv(map_name, batch_size=4, seed=2, **flags)
+    assert env.get_env_info().unit_range
+    g = torch.Generator().manual_seed(0)
+    done = torch.zeros(4, dtype=torch.bool)
+    while not done.all():
+        assert env.obs().abs().max() <= 1 and env.state().abs().max() <= 1
+        avail = env.avail_actions().float()  # (B, N, A)
+        actions = torch.multinomial(avail.flatten(0, 1), 1, generator=g).view(avail.shape[:2])
+        done |= env.step(actions).terminated
+    assert env.obs().abs().max() <= 1 and env.state().abs().max() <= 1
+
+
+@pytest.mark.parametrize(
     ("flag", "obs_delta", "state_delta"),
     [
         ("obs_last_action", 2 * 9, 0),  # 2 allies x 9 actions

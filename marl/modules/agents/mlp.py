@@ -1,0 +1,48 @@
+"""A feed-forward agent network: Linear -> ReLU -> Linear -> ReLU -> Linear.
+
+EPyMARL's agent with ``use_rnn: False`` (its default for QMIX, VDN and IQL): no
+memory, so every step is independent and a whole sequence is one batched matmul.
+Suits fully observed tasks such as LBF with full sight. Shapes: M sequences,
+L steps, I input features, H hidden units, A actions.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from marl.modules.agents.base import Agent
+
+
+@dataclass
+class MLPAgentConfig:
+    """Schema for the feed-forward agent (`algo/agent=mlp`)."""
+
+    _target_: str = "marl.modules.agents.mlp.MLPAgent"
+    hidden_dim: int = 64
+    """Width of both hidden layers."""
+
+
+class MLPAgent(Agent):
+    """Two hidden ReLU layers; the hidden state is empty, (M, 0)."""
+
+    def __init__(self, input_dim: int, n_actions: int, hidden_dim: int = 64) -> None:
+        super().__init__()
+        self.net = nn.Sequential(
+            nn.Linear(input_dim, hidden_dim),
+            nn.ReLU(),
+            nn.Linear(hidden_dim, hidden_dim),
+            nn.ReLU(),
+            nn.Linear(hidden_dim, n_actions),
+        )
+
+    def initial_hidden(self, batch: int, device: torch.device | str = "cpu") -> torch.Tensor:
+        return torch.zeros(batch, 0, device=device)  # (M, 0)
+
+    def forward(
+        self, inputs: torch.Tensor, hidden: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """inputs (M, L, I), hidden (M, 0) -> outputs (M, L, A), hidden (M, 0)."""
+        return self.net(inputs), hidden
