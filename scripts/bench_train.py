@@ -37,12 +37,20 @@ import marl
 from marl.config import compose_config
 from marl.experiment import Experiment
 
-EPYMARL_QMIX = ["algo=qmix", "learner.optimizer=adam", "algo.controller.obs_last_action=false"]
-"""EPyMARL's QMIX defaults where they differ from PyMARL's (Adam, no last-action input)."""
+EPYMARL_QMIX = ["algo=qmix_epymarl"]
+"""EPyMARL's QMIX defaults (feed-forward agents, Adam, standardised rewards, no last action).
+Like EPyMARL, one update per runner batch: per episode with B=1, per 4 episodes with B=4."""
 
 CONFIGS: dict[str, list[str]] = {
     # EPyMARL's reference work: QMIX on LBF 8x8-2p-2f, limit 50, 50k steps, one env / 4 envs.
     "qmix_lbf_epymarl_b1": [*EPYMARL_QMIX, "env=lbf", "batch_size_run=1", "t_max=50000"],
+    "qmix_lbf_epymarl_b1_compile": [
+        *EPYMARL_QMIX,
+        "env=lbf",
+        "batch_size_run=1",
+        "t_max=50000",
+        "learner.compile=default",
+    ],
     "qmix_lbf_epymarl_b4": [*EPYMARL_QMIX, "env=lbf", "batch_size_run=4", "t_max=50000"],
     "qmix_lbf_epymarl_b4_inproc": [
         *EPYMARL_QMIX,

@@ -1,8 +1,9 @@
 #!/usr/bin/env python
-"""Wall time and env steps until a run's greedy test win rate first reaches a target.
+"""Wall time and env steps until a run's greedy test metric first reaches a target.
 
     python scripts/time_to_win.py                                   # qmix_tuned, battle 3m, 90%
     python scripts/time_to_win.py --override algo=qmix --override env.map_name=2s3z --target 0.8
+    python scripts/time_to_win.py --experiment lbf_qmix --metric test/return_mean --keep-going
 
 Trains with marl's normal loop (tests every --test-interval steps, 32 episodes) and
 prints one JSON line: the first test at or above the target (t_env, wall seconds since
@@ -30,9 +31,10 @@ from marl.logging.base import Logger
 
 
 class TargetWatch(Logger):
-    """Records the first test whose win rate reaches the target."""
+    """Records every test's metric and the first one that reaches the target."""
 
-    def __init__(self, target: float, on_reached: Callable[[int], None]) -> None:
+    def __init__(self, metric: str, target: float, on_reached: Callable[[int], None]) -> None:
+        self.metric = metric
         self.target = target
         self.on_reached = on_reached
         self.started = time.perf_counter()
@@ -40,33 +42,39 @@ class TargetWatch(Logger):
         self.tests: list[tuple[int, float]] = []
 
     def log(self, metrics: Mapping[str, float], t_env: int) -> None:
-        won = metrics.get("test/battle_won_mean")
-        if won is None:
+        value = metrics.get(self.metric)
+        if value is None:
             return
-        self.tests.append((t_env, won))
-        if self.reached is None and won >= self.target:
+        self.tests.append((t_env, round(value, 4)))
+        if self.reached is None and value >= self.target:
             wall = time.perf_counter() - self.started
-            self.reached = {"t_env": t_env, "wall_s": round(wall, 1), "win_rate": won}
+            self.reached = {"t_env": t_env, "wall_s": round(wall, 1), self.metric: value}
             self.on_reached(t_env)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--experiment", help="a conf/experiment preset instead of battle 3m")
     parser.add_argument("--override", action="append", default=[])
+    parser.add_argument("--metric", default="test/battle_won_mean")
     parser.add_argument("--target", type=float, default=0.9)
     parser.add_argument("--t-max", type=int, default=2_000_000)
     parser.add_argument("--test-interval", type=int, default=20_000)
+    parser.add_argument("--keep-going", action="store_true", help="train to t_max anyway")
     args = parser.parse_args()
-    overrides = ["algo=qmix_tuned", "env=battle", "env.map_name=3m", *args.override]
-    overrides += [f"t_max={args.t_max}", f"test_interval={args.test_interval}", "logger=[jsonl]"]
+    base = ["algo=qmix_tuned", "env=battle", "env.map_name=3m"]
+    overrides = [f"experiment={args.experiment}"] if args.experiment else base
+    overrides += [*args.override, f"t_max={args.t_max}", f"test_interval={args.test_interval}"]
+    overrides += ["logger=[console,jsonl]"]
     with tempfile.TemporaryDirectory() as tmp:
         experiment = Experiment(compose_config(overrides), Path(tmp))
         cfg = experiment.cfg
 
         def stop_at(t_env: int) -> None:  # end training once the target is reached
-            cfg.t_max = min(cfg.t_max, t_env)
+            if not args.keep_going:
+                cfg.t_max = min(cfg.t_max, t_env)
 
-        watch = TargetWatch(args.target, stop_at)
+        watch = TargetWatch(args.metric, args.target, stop_at)
         experiment.loggers.loggers["target_watch"] = watch
         watch.started = time.perf_counter()
         experiment.train()
@@ -74,6 +82,7 @@ def main() -> None:
         json.dumps(
             {
                 "overrides": overrides,
+                "metric": args.metric,
                 "target": args.target,
                 "reached": watch.reached,
                 "tests": watch.tests,

@@ -62,6 +62,15 @@ def test_every_algo_env_pair_composes_and_builds(algo: str, env: str, tmp_path: 
     assert batch.max_t_filled() >= 2
 
 
+@pytest.mark.parametrize("preset", group_options("experiment"))
+def test_every_experiment_preset_composes_builds_and_trains(preset: str, tmp_path: Path) -> None:
+    """A recipe sets its algo and env; one short run goes through its whole loop."""
+    cfg = compose_config([f"experiment={preset}", "t_max=300", "batch_size=2"])
+    experiment = Experiment(cfg, tmp_path)
+    experiment.train()
+    assert experiment.t_env >= 300 and experiment.learner.train_steps >= 1
+
+
 @pytest.mark.parametrize(
     ("override", "error"),
     [
@@ -89,6 +98,11 @@ def test_every_group_option_has_a_schema() -> None:
         for option in group_options(group):
             cfg = compose_config([f"{group}={option}"])
             assert cfg[group]._metadata.object_type in SCHEMAS[group].values(), (group, option)
+    # algo/agent: one yaml per agent schema, selectable from the command line
+    assert group_options("algo/agent") == sorted(SCHEMAS["agent"])
+    for option in group_options("algo/agent"):
+        cfg = compose_config([f"algo/agent={option}"])
+        assert cfg.algo.agent._metadata.object_type is SCHEMAS["agent"][option]
 
 
 def test_env_tag_names_the_task() -> None:

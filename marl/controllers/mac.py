@@ -111,11 +111,13 @@ class MultiAgentController(nn.Module):
 
     def unroll(self, batch: EpisodeBatch) -> torch.Tensor:
         """Q-values for every step of a batch, from a zero hidden state: (B, T, N, A)."""
-        obs = batch.float("obs")  # (B, T, N, O)
+        return self.unroll_steps(batch.float("obs"), batch["actions"])
+
+    def unroll_steps(self, obs: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+        """obs (B, T, N, O) float and the actions taken (B, T, N, 1) -> q (B, T, N, A)."""
         last_actions = None
         if self.obs_last_action:
-            actions = batch["actions"].squeeze(-1).long()  # (B, T, N)
-            onehot = F.one_hot(actions, self.n_actions).float()  # (B, T, N, A)
+            onehot = F.one_hot(actions.squeeze(-1).long(), self.n_actions).float()  # (B, T, N, A)
             last_actions = torch.cat([torch.zeros_like(onehot[:, :1]), onehot[:, :-1]], dim=1)
-        q, _ = self(obs, last_actions, self.initial_hidden(batch.batch_size))
+        q, _ = self(obs, last_actions, self.initial_hidden(obs.shape[0]))
         return q  # (B, T, N, A)

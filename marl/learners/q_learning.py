@@ -25,9 +25,12 @@ from torch import nn
 
 from marl.controllers.mac import MultiAgentController
 from marl.data.episode_batch import EpisodeBatch
+from marl.errors import UsageError
 from marl.ops.masked import masked_fill_unavailable, masked_mean
 from marl.ops.returns import one_step_targets, td_lambda_targets
 from marl.ops.running_stats import RunningMeanStd
+
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune")
 
 
 @dataclass
@@ -58,6 +61,9 @@ class QLearnerConfig:
     standardise_rewards: bool = False
     """Train on (r - mean) / std, the running moments of every real transition's
     reward sampled so far (EPyMARL's ``standardise_rewards``)."""
+    compile: str | None = None
+    """torch.compile the loss: null (eager) | default | reduce-overhead (CUDA graphs on
+    a GPU) | max-autotune. The first updates pay the compile time."""
 
 
 def valid_transitions(batch: EpisodeBatch) -> torch.Tensor:
@@ -109,6 +115,7 @@ class QLearner:
         target_update_interval: int = 200,
         tau: float | None = None,
         standardise_rewards: bool = False,
+        compile: str | None = None,
     ) -> None:
         self.mac = mac
         self.mixer = mixer
@@ -132,47 +139,30 @@ class QLearner:
             raise ValueError(f"learner.optimizer must be 'rmsprop' or 'adam', got {optimizer!r}")
         self.train_steps = 0
         self.last_target_update_episode = 0
+        if compile is not None and compile not in COMPILE_MODES:
+            modes = ", ".join(COMPILE_MODES)
+            raise UsageError(f"learner.compile must be null or one of {modes}, got {compile!r}.")
+        self._loss_fn = self.loss if compile is None else torch.compile(self.loss, mode=compile)
 
     def train(self, batch: EpisodeBatch, t_env: int, episode: int) -> dict[str, float]:
         """One gradient step on a batch of episodes; returns the update's stats."""
         # 1. MASKS AND DATA
         rewards = batch["reward"][:, :-1].float()  # (B, T, 1)
-        terminated = batch["terminated"][:, :-1].float()  # (B, T, 1)
-        actions = batch["actions"][:, :-1].long()  # (B, T, N, 1)
-        avail_next = batch["avail_actions"][:, 1:].bool()  # (B, T, N, A)
-        states = batch.float("state")  # (B, T + 1, S)
         mask = valid_transitions(batch).float()  # (B, T, 1)
         if self.reward_stats is not None:
             self.reward_stats.update(rewards[mask.bool().expand_as(rewards)])
             rewards = self.reward_stats.standardise(rewards)  # (B, T, 1)
 
-        # 2. Q-VALUES OF THE TAKEN ACTIONS
-        q = self.mac.unroll(batch)  # (B, T + 1, N, A)
-        chosen = q[:, :-1].gather(-1, actions).squeeze(-1)  # (B, T, N)
-
-        # 3. TARGET VALUES OF THE NEXT STEPS
-        with torch.no_grad():
-            target_q = self.target_mac.unroll(batch)[:, 1:]  # (B, T, N, A)
-            live_next = q.detach()[:, 1:] if self.double_q else None  # (B, T, N, A)
-            next_values = next_action_values(target_q, live_next, avail_next)  # (B, T, N)
-
-        # 4. MIX
-        if self.mixer is not None:
-            chosen = self.mixer(chosen, states[:, :-1])  # (B, T, 1)
-            with torch.no_grad():
-                assert self.target_mixer is not None
-                next_values = self.target_mixer(next_values, states[:, 1:])  # (B, T, 1)
-
-        # 5. TARGETS AND LOSS
-        with torch.no_grad():
-            if self.td_lambda > 0:
-                targets = td_lambda_targets(
-                    rewards, terminated, mask, next_values, self.gamma, self.td_lambda
-                )  # (B, T, K)
-            else:
-                targets = one_step_targets(rewards, terminated, next_values, self.gamma)
-        td_error = chosen - targets  # (B, T, K)
-        loss = masked_mean(td_error.pow(2), mask)
+        # 2-5. Q-VALUES, TARGETS AND LOSS (compiled with `compile`)
+        loss, td_error, chosen, targets = self._loss_fn(
+            batch.float("obs"),  # (B, T + 1, N, O)
+            batch["actions"],  # (B, T + 1, N, 1)
+            batch["avail_actions"][:, 1:],  # (B, T, N, A) bool
+            batch.float("state"),  # (B, T + 1, S)
+            rewards,
+            batch["terminated"][:, :-1].float(),  # (B, T, 1)
+            mask,
+        )
 
         # 6. OPTIMISE
         self.optimiser.zero_grad(set_to_none=True)
@@ -192,6 +182,50 @@ class QLearner:
                 "learner/q_taken_mean": masked_mean(chosen, mask).item(),
                 "learner/target_mean": masked_mean(targets, mask).item(),
             }
+
+    def loss(
+        self,
+        obs: torch.Tensor,
+        actions: torch.Tensor,
+        avail_next: torch.Tensor,
+        states: torch.Tensor,
+        rewards: torch.Tensor,
+        terminated: torch.Tensor,
+        mask: torch.Tensor,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The TD loss of a batch, from tensors only (what `compile` compiles).
+
+        obs (B, T + 1, N, O), actions (B, T + 1, N, 1), avail_next (B, T, N, A) bool,
+        states (B, T + 1, S), rewards, terminated and mask (B, T, 1) float. Returns the
+        loss, TD errors, chosen Q (mixed) and targets, the last three (B, T, K).
+        """
+        # 2. Q-VALUES OF THE TAKEN ACTIONS
+        q = self.mac.unroll_steps(obs, actions)  # (B, T + 1, N, A)
+        chosen = q[:, :-1].gather(-1, actions[:, :-1].long()).squeeze(-1)  # (B, T, N)
+
+        # 3. TARGET VALUES OF THE NEXT STEPS
+        with torch.no_grad():
+            target_q = self.target_mac.unroll_steps(obs, actions)[:, 1:]  # (B, T, N, A)
+            live_next = q.detach()[:, 1:] if self.double_q else None  # (B, T, N, A)
+            next_values = next_action_values(target_q, live_next, avail_next)  # (B, T, N)
+
+        # 4. MIX
+        if self.mixer is not None:
+            chosen = self.mixer(chosen, states[:, :-1])  # (B, T, 1)
+            with torch.no_grad():
+                assert self.target_mixer is not None
+                next_values = self.target_mixer(next_values, states[:, 1:])  # (B, T, 1)
+
+        # 5. TARGETS AND LOSS
+        with torch.no_grad():
+            if self.td_lambda > 0:
+                targets = td_lambda_targets(
+                    rewards, terminated, mask, next_values, self.gamma, self.td_lambda
+                )  # (B, T, K)
+            else:
+                targets = one_step_targets(rewards, terminated, next_values, self.gamma)
+        td_error = chosen - targets  # (B, T, K)
+        return masked_mean(td_error.pow(2), mask), td_error, chosen, targets
 
     def _update_targets(self, episode: int) -> None:
         pairs: list[tuple[nn.Module, nn.Module]] = [(self.target_mac, self.mac)]
