@@ -161,15 +161,16 @@ class EpisodeBatch:
                 raise ValueError(f"Field {name!r}: expected shape {expected}, got {got}.")
         return self.scheme.fields[name].encode(value.to(self.device))
 
-    def mark_filled(self, ts: int, mask: torch.Tensor) -> None:
-        """Mark time ``ts`` filled for the episodes where ``mask`` (B,) bool is True."""
-        t_idx, _ = self._times(ts)
-        if tuple(mask.shape) != (self.batch_size,) or mask.dtype != torch.bool:
+    def mark_filled(self, ts: int | slice, mask: torch.Tensor) -> None:
+        """Mark steps filled where ``mask`` is True: (B,) bool for an int ``ts``, (B, L)
+        bool for a slice of L steps. Steps already filled stay filled."""
+        t_idx, n_t = self._times(ts)
+        expected = (self.batch_size,) if n_t is None else (self.batch_size, n_t)
+        if tuple(mask.shape) != expected or mask.dtype != torch.bool:
             raise ValueError(
-                f"mark_filled needs a ({self.batch_size},) bool mask, got "
-                f"{tuple(mask.shape)} {mask.dtype}."
+                f"mark_filled needs a {expected} bool mask, got {tuple(mask.shape)} {mask.dtype}."
             )
-        filled = self.data[FILLED][:, t_idx, 0]  # (B,)
+        filled = self.data[FILLED][:, t_idx, 0]  # (B,) or (B, L), a view
         filled |= mask.to(self.device)
 
     # ------------------------------------------------------------------ reading

@@ -147,6 +147,10 @@ class GymnasiumSingleEnv:
             raise UsageError(f"env {key} needs Discrete actions per agent, got {act_space}.")
         self._flatten: Callable[[Any, Any], np.ndarray] = spaces.flatten
         self._obs_spaces = list(obs_space)
+        # Box observations flatten to a float32 copy; skip gymnasium's dispatch for them.
+        self._box_obs = all(
+            isinstance(s, spaces.Box) and s.dtype == np.float32 for s in self._obs_spaces
+        )
         self._n_actions = [int(s.n) for s in act_space]  # type: ignore[attr-defined]
         self.reward_mode, self.agent_rewards = reward, agent_rewards
         n_agents = len(self._n_actions)
@@ -174,7 +178,8 @@ class GymnasiumSingleEnv:
         """Flatten and zero-pad the env's per-agent observations."""
         out = np.zeros((self._info.n_agents, self._info.obs_shape), dtype=np.float32)  # (N, O)
         for i, (space, o) in enumerate(zip(self._obs_spaces, obs, strict=True)):
-            flat = np.asarray(self._flatten(space, o), dtype=np.float32).reshape(-1)
+            flat = o if self._box_obs else self._flatten(space, o)
+            flat = np.asarray(flat, dtype=np.float32).reshape(-1)
             out[i, : flat.size] = flat
         self._obs = out
 

@@ -53,7 +53,9 @@ class EpsilonGreedy:
         generator: torch.Generator,
     ) -> torch.Tensor:
         """q (B, N, A), avail (B, N, A) bool -> actions (B, N) long; greedy in test mode."""
-        if not bool(avail.any(dim=-1).all()):
+        # An env bug, checked on the CPU only: on a GPU the check would cost a
+        # host-device round trip every step.
+        if q.device.type == "cpu" and not bool(avail.any(dim=-1).all()):
             raise ValueError("every agent needs at least one available action")
         greedy = masked_fill_unavailable(q, avail).argmax(dim=-1)  # (B, N)
         if test_mode:

@@ -80,6 +80,20 @@ def transition_scheme(env_info: EnvInfo, obs_dtype: str = "float32") -> Scheme:
     )
 
 
+def final_info(
+    infos: list[dict[str, torch.Tensor]], lengths: torch.Tensor
+) -> dict[str, torch.Tensor]:
+    """Each copy's info at its last played step: infos has one {key: (B,)} per step,
+    lengths (B,) counts the steps each copy played (a key missing at a step reads 0)."""
+    last = (lengths - 1).clamp(min=0).unsqueeze(1)  # (B, 1)
+    out = {}
+    for key in dict.fromkeys(k for info in infos for k in info):
+        present = next(info[key] for info in infos if key in info)
+        values = [info.get(key, torch.zeros_like(present)) for info in infos]
+        out[key] = torch.stack(values, 1).gather(1, last).squeeze(1)  # (B,)
+    return out
+
+
 @dataclass
 class RolloutStats:
     """Per-episode results of one batch, (B,) tensors on the env device."""
@@ -123,61 +137,70 @@ class EpisodeRunner:
     def run(self, test_mode: bool = False) -> tuple[EpisodeBatch, RolloutStats]:
         """Play one episode in each of the B copies.
 
-        Every step is written for all copies; ``filled`` marks the steps a copy
+        Every step is kept for all copies and written to the batch once, at the end
+        (one write per field, not one per step); ``filled`` marks the steps a copy
         really played, plus the state after its last step (for bootstrapping).
         """
         env, b = self.env, self.batch_size
-        n_agents, n_actions = self.env_info.n_agents, self.env_info.n_actions
         device = env.device
-        batch = self.new_batch()
         env.reset()
         hidden = self.mac.initial_hidden(b)  # (B, N, H)
-        last_onehot = torch.zeros(b, n_agents, n_actions, device=device)  # (B, N, A)
+        last_onehot = torch.zeros(b, self.env_info.n_agents, self.env_info.n_actions, device=device)
         active = torch.ones(b, dtype=torch.bool, device=device)  # (B,)
-        returns = torch.zeros(b, device=device)  # (B,)
-        lengths = torch.zeros(b, dtype=torch.long, device=device)  # (B,)
-        final_info: dict[str, torch.Tensor] = {}
+        # Per step t: what the agents saw (t = 0 .. L), what they did and got (t < L).
+        seen: dict[str, list[torch.Tensor]] = {"state": [], "obs": [], "avail_actions": []}
+        played: dict[str, list[torch.Tensor]] = {"actions": [], "reward": [], "terminated": []}
+        was_active: list[torch.Tensor] = []  # (B,) per step: the copy played step t
+        infos: list[dict[str, torch.Tensor]] = []
 
-        obs, avail = env.obs(), env.avail_actions()  # (B, N, O), (B, N, A)
-        batch.update({"state": env.state(), "obs": obs, "avail_actions": avail}, ts=0)
-        for t in range(self.env_info.episode_limit):
+        obs, avail = self._look(seen)  # (B, N, O), (B, N, A)
+        for _ in range(self.env_info.episode_limit):
             q, hidden = self.mac(obs.unsqueeze(1), last_onehot.unsqueeze(1), hidden)  # (B,1,N,A)
             actions = self.action_selector.select(
                 q.squeeze(1), avail, self.t_env, test_mode, self.generator
             )  # (B, N)
             reward, terminated, info = env.step(actions)  # (B,), (B,) bool, {k: (B,)}
             truncated = info["episode_limit"].bool()  # (B,)
-            batch.update(
-                {
-                    "actions": actions.unsqueeze(-1),  # (B, N, 1)
-                    "reward": reward,
-                    "terminated": terminated & ~truncated,
-                },
-                ts=t,
-                mark_filled=False,
-            )
-            obs, avail = env.obs(), env.avail_actions()  # (B, N, O), (B, N, A)
-            batch.update(
-                {"state": env.state(), "obs": obs, "avail_actions": avail},
-                ts=t + 1,
-                mark_filled=False,
-            )
-            # Step t was played, and step t + 1 holds its next state, for active copies.
-            batch.mark_filled(t, active)
-            batch.mark_filled(t + 1, active)
-            returns += torch.where(active, reward, torch.zeros_like(reward))  # (B,)
-            lengths += active.long()  # (B,)
-            ended = active & terminated  # (B,)
-            for key, value in info.items():
-                old = final_info.get(key, torch.zeros_like(value))
-                final_info[key] = torch.where(ended, value, old)  # (B,)
-            last_onehot = F.one_hot(actions, n_actions).float()  # (B, N, A)
+            played["actions"].append(actions.unsqueeze(-1))  # (B, N, 1)
+            played["reward"].append(reward)  # (B,)
+            played["terminated"].append(terminated & ~truncated)  # (B,)
+            was_active.append(active)
+            infos.append(info)
+            obs, avail = self._look(seen)
+            if self.mac.obs_last_action:
+                last_onehot = F.one_hot(actions, self.env_info.n_actions).float()  # (B, N, A)
             active = active & ~terminated  # (B,)
             if not bool(active.any()):
                 break
+
+        batch = self.new_batch()
+        steps = len(played["reward"])  # L
+        batch.update(
+            {k: torch.stack(v, 1) for k, v in seen.items()},
+            ts=slice(0, steps + 1),
+            mark_filled=False,
+        )
+        batch.update(
+            {k: torch.stack(v, 1) for k, v in played.items()}, ts=slice(0, steps), mark_filled=False
+        )
+        played_mask = torch.stack(was_active, 1)  # (B, L)
+        # Step t was played, and step t + 1 holds its next state, for active copies.
+        batch.mark_filled(slice(0, steps), played_mask)
+        batch.mark_filled(slice(1, steps + 1), played_mask)
+        rewards = torch.stack(played["reward"], 1)  # (B, L)
+        returns = torch.where(played_mask, rewards, torch.zeros_like(rewards)).sum(1)  # (B,)
+        lengths = played_mask.long().sum(1)  # (B,)
         if not test_mode:
             self.t_env += int(lengths.sum())
-        return batch, RolloutStats(returns, lengths, final_info)
+        return batch, RolloutStats(returns, lengths, final_info(infos, lengths))
+
+    def _look(self, seen: dict[str, list[torch.Tensor]]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Keep the env's state, observations and masks; return obs (B, N, O), avail (B, N, A)."""
+        obs, avail = self.env.obs(), self.env.avail_actions()
+        seen["state"].append(self.env.state())  # (B, S)
+        seen["obs"].append(obs)
+        seen["avail_actions"].append(avail)
+        return obs, avail
 
     def state_dict(self) -> dict[str, Any]:
         return {"t_env": self.t_env, "generator": self.generator.get_state()}

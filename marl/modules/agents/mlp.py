@@ -30,13 +30,9 @@ class MLPAgent(Agent):
 
     def __init__(self, input_dim: int, n_actions: int, hidden_dim: int = 64) -> None:
         super().__init__()
-        self.net = nn.Sequential(
-            nn.Linear(input_dim, hidden_dim),
-            nn.ReLU(),
-            nn.Linear(hidden_dim, hidden_dim),
-            nn.ReLU(),
-            nn.Linear(hidden_dim, n_actions),
-        )
+        self.fc1 = nn.Linear(input_dim, hidden_dim)
+        self.fc2 = nn.Linear(hidden_dim, hidden_dim)
+        self.fc3 = nn.Linear(hidden_dim, n_actions)
 
     def initial_hidden(self, batch: int, device: torch.device | str = "cpu") -> torch.Tensor:
         return torch.zeros(batch, 0, device=device)  # (M, 0)
@@ -45,4 +41,6 @@ class MLPAgent(Agent):
         self, inputs: torch.Tensor, hidden: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """inputs (M, L, I), hidden (M, 0) -> outputs (M, L, A), hidden (M, 0)."""
-        return self.net(inputs), hidden
+        x = torch.relu(self.fc1(inputs))  # (M, L, H)
+        x = torch.relu(self.fc2(x))  # (M, L, H)
+        return self.fc3(x), hidden  # (M, L, A), (M, 0)
