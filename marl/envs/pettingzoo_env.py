@@ -24,6 +24,7 @@ actions, O obs size, S state size.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import os
 from collections.abc import Mapping
@@ -149,7 +150,7 @@ class PettingZooSingleEnv:
                 pass
             else:
                 self._own_state = True
-                self._info = EnvInfo(**{**self._info.as_dict(), "state_shape": own.size})
+                self._info = dataclasses.replace(self._info, state_shape=own.size)
 
     @property
     def env_info(self) -> EnvInfo:
