@@ -71,7 +71,11 @@ class StepResult(NamedTuple):
 
 @runtime_checkable
 class BatchedEnv(Protocol):
-    """What the runner talks to: B copies of one task on one device."""
+    """What the runner talks to: B copies of one task on one device.
+
+    ``obs``, ``state``, ``avail_actions`` and ``step`` return tensors the caller may
+    keep: the env never writes into them later (the runner holds a whole episode's).
+    """
 
     batch_size: int
     device: torch.device
