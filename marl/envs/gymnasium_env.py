@@ -89,6 +89,11 @@ def agent_reward_info(rewards: np.ndarray, enabled: bool) -> dict[str, float]:
     return {f"reward_agent_{i}": float(r) for i, r in enumerate(rewards)}
 
 
+def all_true(flags: Any) -> bool:
+    """One flag for the team from a bool or per-agent flags (the episode ends when all do)."""
+    return flags if isinstance(flags, bool) else bool(np.all(flags))
+
+
 def team_reward(rewards: np.ndarray, mode: str) -> float:
     """The team reward from per-agent rewards (N,): their sum or mean."""
     return float(rewards.sum() if mode == "sum" else rewards.mean())
@@ -230,7 +235,7 @@ class GymnasiumSingleEnv:
         reward = float(rewards) if shared else team_reward(per_agent, self.reward_mode)
         out = {k: v for k, v in info.items() if k != "episode_limit"}
         out.update(agent_reward_info(per_agent, self.agent_rewards))
-        return reward, bool(np.all(terminated)), bool(np.all(truncated)), out
+        return reward, all_true(terminated), all_true(truncated), out
 
     def close(self) -> None:
         self.env.close()
