@@ -148,9 +148,10 @@ class QLearner:
         """One gradient step on a batch of episodes; returns the update's stats."""
         # 1. MASKS AND DATA
         rewards = batch["reward"][:, :-1].float()  # (B, T, 1)
-        mask = valid_transitions(batch).float()  # (B, T, 1)
+        valid = valid_transitions(batch)  # (B, T, 1) bool
+        mask = valid.float()  # (B, T, 1)
         if self.reward_stats is not None:
-            self.reward_stats.update(rewards[mask.bool().expand_as(rewards)])
+            self.reward_stats.update(rewards[valid])
             rewards = self.reward_stats.standardise(rewards)  # (B, T, 1)
 
         # 2-5. Q-VALUES, TARGETS AND LOSS (compiled with `compile`)

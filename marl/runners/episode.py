@@ -180,14 +180,13 @@ class EpisodeRunner:
             ts=slice(0, steps + 1),
             mark_filled=False,
         )
-        batch.update(
-            {k: torch.stack(v, 1) for k, v in played.items()}, ts=slice(0, steps), mark_filled=False
-        )
+        stacked = {k: torch.stack(v, 1) for k, v in played.items()}  # each (B, L, ...)
+        batch.update(stacked, ts=slice(0, steps), mark_filled=False)
         played_mask = torch.stack(was_active, 1)  # (B, L)
         # Step t was played, and step t + 1 holds its next state, for active copies.
         batch.mark_filled(slice(0, steps), played_mask)
         batch.mark_filled(slice(1, steps + 1), played_mask)
-        rewards = torch.stack(played["reward"], 1)  # (B, L)
+        rewards = stacked["reward"]  # (B, L)
         returns = torch.where(played_mask, rewards, torch.zeros_like(rewards)).sum(1)  # (B,)
         lengths = played_mask.long().sum(1)  # (B,)
         if not test_mode:
