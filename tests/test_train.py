@@ -128,6 +128,10 @@ def test_cli_trains_from_any_directory(tmp_path: Path) -> None:
         (["evaluate=true"], "evaluate=true needs checkpoint_path"),
         (["checkpoint_path=/no/such/run"], "does not exist"),
         (["batch_size=64", "buffer_size=32"], "exceeds buffer_size"),
+        (["updates_per_rollout=0"], "updates_per_rollout must be at least 1"),
+        (["buffer_obs_dtype=int4"], "buffer_obs_dtype must be one of"),
+        (["env=matrix", "buffer_obs_dtype=int8"], "needs an env whose features lie in"),
+        (["learner.compile=fastest"], "learner.compile must be null or one of"),
         pytest.param(
             ["device=cuda:0"],
             "CUDA is not available",
