@@ -63,7 +63,7 @@ class TrainConfig:
     test_interval: int = 10000
     """Env steps between test phases (and progress reports)."""
     test_nepisode: int = 32
-    """Greedy episodes per test phase."""
+    """Greedy episodes per test phase (and for `evaluate`); 0 turns testing off in training."""
     log_interval: int = 10000
     """Env steps between logs of training-episode stats."""
     learner_log_interval: int = 10000

@@ -70,10 +70,15 @@ def check_run_settings(cfg: DictConfig) -> None:
             f"batch_size={cfg.batch_size} exceeds buffer_size={cfg.buffer_size}; "
             "the learner could never sample."
         )
-    counts = ("t_max", "batch_size", "buffer_size", "batch_size_run", "test_nepisode")
-    for key in (*counts, "updates_per_rollout"):
+    counts = ("t_max", "batch_size", "buffer_size", "batch_size_run", "updates_per_rollout")
+    for key in counts:
         if cfg[key] < 1:
             raise UsageError(f"{key} must be at least 1, got {cfg[key]}.")
+    if cfg.test_nepisode < (1 if cfg.evaluate else 0):
+        raise UsageError(
+            f"test_nepisode must be at least 1 to evaluate (0 turns testing off in training), "
+            f"got {cfg.test_nepisode}."
+        )
     for key in ("test_interval", "log_interval", "learner_log_interval", "save_model_interval"):
         if cfg[key] < 1:
             raise UsageError(f"{key} must be at least 1 env step, got {cfg[key]}.")
@@ -187,6 +192,11 @@ class Experiment:
             stats.add(rollout)
         return stats.summary("test")
 
+    def test_due(self, interval: int) -> bool:
+        """A test phase is due ``interval`` env steps after the last (never with
+        ``test_nepisode=0``, which turns testing off)."""
+        return self.cfg.test_nepisode > 0 and self.t_env - self.counters.last_test_t >= interval
+
     def train(self) -> None:
         """Train until ``t_max`` env steps; test, log and save on their intervals."""
         cfg, counters = self.cfg, self.counters
@@ -204,15 +214,19 @@ class Experiment:
                 self.buffer.insert(batch)
                 # NETWORK UPDATE
                 if self.buffer.can_sample(cfg.batch_size):
-                    for _ in range(cfg.updates_per_rollout):
+                    log_due = self.t_env - counters.last_learner_log_t >= cfg.learner_log_interval
+                    for i in range(cfg.updates_per_rollout):
                         sample = self.buffer.sample(cfg.batch_size, self.sample_generator)
                         sample = sample.slice_time(sample.max_t_filled()).to(self.device)
-                        learner_stats = self.learner.train(sample, self.t_env, self.episode)
-                    if self.t_env - counters.last_learner_log_t >= cfg.learner_log_interval:
+                        last = i == cfg.updates_per_rollout - 1
+                        learner_stats = self.learner.train(
+                            sample, self.t_env, self.episode, stats=log_due and last
+                        )
+                    if log_due:
                         self.loggers.log(learner_stats, self.t_env)
                         counters.last_learner_log_t = self.t_env
                 # TEST
-                if self.t_env - counters.last_test_t >= cfg.test_interval:
+                if self.test_due(cfg.test_interval):
                     self.loggers.log(self.test(), self.t_env)
                     counters.last_test_t = self.t_env
                 # LOG
@@ -224,7 +238,7 @@ class Experiment:
                     self.save()
                 self.loggers.progress(self.t_env)
             # END: a last test, log and checkpoint at t_max, unless they just ran.
-            if counters.last_test_t != self.t_env:
+            if self.test_due(1):
                 self.loggers.log(self.test(), self.t_env)
                 counters.last_test_t = self.t_env
             if len(self.train_stats):

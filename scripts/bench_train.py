@@ -99,7 +99,7 @@ CONFIGS: dict[str, list[str]] = {
         "t_max=20000",
     ],
 }
-QUIET = ["logger=[jsonl]", "test_interval=1000000000", "log_interval=1000000000"]
+QUIET = ["logger=[jsonl]", "test_nepisode=0", "log_interval=1000000000"]
 
 
 def measure(overrides: list[str], n_updates: int) -> dict[str, float]:

@@ -36,6 +36,13 @@ def test_training_writes_namespaced_metrics(make_config, tmp_path: Path) -> None
     assert saved.algo.name == "qmix" and saved.t_max == 200
 
 
+def test_test_nepisode_0_turns_testing_off(make_config, tmp_path: Path) -> None:
+    run(make_config("test_nepisode=0"), tmp_path)
+    keys = set().union(*read_metrics(tmp_path))
+    assert not any(k.startswith("test/") for k in keys)
+    assert {"train/return_mean", "learner/loss"} <= keys
+
+
 def test_save_replay_on_an_env_without_replays_is_an_error(make_config, tmp_path: Path) -> None:
     run(make_config("save_model=true"), tmp_path / "train")
     cfg = make_config(f"checkpoint_path={tmp_path / 'train'}", "save_replay=true")
@@ -59,9 +66,9 @@ def test_updates_per_rollout_trains_that_many_times(
     calls: list[int] = []
     original = QLearner.train
 
-    def counting(self: QLearner, batch, t_env: int, episode: int) -> dict[str, float]:
+    def counting(self: QLearner, batch, t_env: int, episode: int, stats: bool = True):
         calls.append(t_env)
-        return original(self, batch, t_env, episode)
+        return original(self, batch, t_env, episode, stats)
 
     monkeypatch.setattr(QLearner, "train", counting)
     cfg = make_config("updates_per_rollout=3", "batch_size_run=2", "t_max=40", "batch_size=4")
@@ -129,6 +136,7 @@ def test_cli_trains_from_any_directory(tmp_path: Path) -> None:
         (["checkpoint_path=/no/such/run"], "does not exist"),
         (["batch_size=64", "buffer_size=32"], "exceeds buffer_size"),
         (["updates_per_rollout=0"], "updates_per_rollout must be at least 1"),
+        (["test_nepisode=-1"], "test_nepisode must be at least"),
         (["buffer_obs_dtype=int4"], "buffer_obs_dtype must be one of"),
         (["env=matrix", "buffer_obs_dtype=int8"], "needs an env whose features lie in"),
         (["learner.compile=fastest"], "learner.compile must be null or one of"),

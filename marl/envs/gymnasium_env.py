@@ -226,14 +226,15 @@ class GymnasiumSingleEnv:
         return mask
 
     def step(self, actions: np.ndarray) -> tuple[float, bool, bool, dict[str, Any]]:
-        obs, rewards, terminated, truncated, info = self.env.step(tuple(int(a) for a in actions))
+        obs, rewards, terminated, truncated, info = self.env.step(tuple(actions.tolist()))
         self._see(obs)
-        per_agent = np.broadcast_to(
-            np.asarray(rewards, dtype=np.float64), (self._info.n_agents,)
-        )  # (N,)
-        shared = np.ndim(rewards) == 0
-        reward = float(rewards) if shared else team_reward(per_agent, self.reward_mode)
         out = {k: v for k, v in info.items() if k != "episode_limit"}
+        if np.ndim(rewards) == 0:  # one shared reward
+            reward = float(rewards)
+            per_agent = np.full(self._info.n_agents, reward)  # (N,)
+        else:
+            per_agent = np.asarray(rewards, dtype=np.float64)  # (N,)
+            reward = team_reward(per_agent, self.reward_mode)
         out.update(agent_reward_info(per_agent, self.agent_rewards))
         return reward, all_true(terminated), all_true(truncated), out
 

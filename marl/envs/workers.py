@@ -235,11 +235,15 @@ class _CopiesBatchedEnv:
             self._episodes[i] += 1
         return seeds
 
+    def _tensor(self, array: np.ndarray) -> torch.Tensor:
+        """A new numpy array as a tensor on the device (shared, not copied, on the CPU)."""
+        tensor = torch.from_numpy(array)
+        return tensor if self.device.type == "cpu" else tensor.to(self.device)
+
     def _show(self, views: Sequence[_View]) -> None:
-        device = self.device
-        self._obs = torch.from_numpy(np.stack([v.obs for v in views])).to(device)  # (B, N, O)
-        self._state = torch.from_numpy(np.stack([v.state for v in views])).to(device)  # (B, S)
-        self._avail = torch.from_numpy(np.stack([v.avail for v in views])).to(device)  # (B, N, A)
+        self._obs = self._tensor(np.stack([v.obs for v in views]))  # (B, N, O)
+        self._state = self._tensor(np.stack([v.state for v in views]))  # (B, S)
+        self._avail = self._tensor(np.stack([v.avail for v in views]))  # (B, N, A)
 
     def reset(self) -> None:
         """Start a new episode in every copy, each from the next seed of its generator."""
@@ -266,14 +270,10 @@ class _CopiesBatchedEnv:
         results = self._step_copies(actions.detach().to("cpu", torch.long).numpy())
         outcomes = [outcome for outcome, _ in results]
         self._show([view for _, view in results])
-        device = self.device
-        rewards = [o.reward for o in outcomes]
-        reward = torch.tensor(rewards, dtype=torch.float32, device=device)  # (B,)
-        terminated = torch.tensor([o.terminated for o in outcomes], device=device)  # (B,) bool
-        step_info = _collate_info(outcomes, device)
-        step_info["episode_limit"] = torch.tensor(
-            [o.truncated for o in outcomes], dtype=torch.bool, device=device
-        )  # (B,)
+        reward = self._tensor(np.array([o.reward for o in outcomes], dtype=np.float32))  # (B,)
+        terminated = self._tensor(np.array([o.terminated for o in outcomes]))  # (B,) bool
+        step_info = _collate_info(outcomes, self.device)
+        step_info["episode_limit"] = self._tensor(np.array([o.truncated for o in outcomes]))
         return StepResult(reward=reward, terminated=terminated, info=step_info)
 
     def state_dict(self) -> dict[str, Any]:

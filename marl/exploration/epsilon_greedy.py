@@ -57,13 +57,12 @@ class EpsilonGreedy:
         # host-device round trip every step.
         if q.device.type == "cpu" and not bool(avail.any(dim=-1).all()):
             raise ValueError("every agent needs at least one available action")
-        greedy = masked_fill_unavailable(q, avail).argmax(dim=-1)  # (B, N)
-        if test_mode:
-            return greedy
-        eps = self.epsilon(t_env)
-        # Uniform over available actions: the largest of i.i.d. uniform scores, with
-        # unavailable actions scored -1 (one draw and an argmax, no multinomial).
-        scores = torch.rand(avail.shape, generator=generator, device=q.device)  # (B, N, A)
-        random_actions = scores.masked_fill(~avail, -1.0).argmax(dim=-1)  # (B, N)
-        explore = torch.rand(greedy.shape, generator=generator, device=q.device) < eps  # (B, N)
-        return torch.where(explore, random_actions, greedy)  # (B, N)
+        if not test_mode:
+            # One draw per agent: a coin (explore with probability epsilon) and A uniform
+            # scores. An exploring agent ranks its actions by the scores instead of q, so
+            # one masked argmax gives the greedy action or a uniform available one.
+            shape = (*q.shape[:-1], q.shape[-1] + 1)
+            draws = torch.rand(shape, generator=generator, device=q.device)  # (B, N, 1 + A)
+            explore = draws[..., :1] < self.epsilon(t_env)  # (B, N, 1)
+            q = torch.where(explore, draws[..., 1:], q)  # (B, N, A)
+        return masked_fill_unavailable(q, avail).argmax(dim=-1)  # (B, N)

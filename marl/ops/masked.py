@@ -40,4 +40,5 @@ def masked_fill_unavailable(q: Tensor, avail: Tensor, fill: float = float("-inf"
     Returns:
         ``(..., A)`` tensor equal to ``q`` where available and ``fill`` elsewhere.
     """
-    return torch.where(avail != 0, q, fill)  # (..., A)
+    mask = avail if avail.dtype == torch.bool else avail != 0
+    return torch.where(mask, q, fill)  # (..., A)

@@ -94,6 +94,10 @@ def final_info(
     return out
 
 
+Steps = dict[str, list[torch.Tensor]]
+"""Per field, one tensor per step of an episode."""
+
+
 @dataclass
 class RolloutStats:
     """Per-episode results of one batch, (B,) tensors on the env device."""
@@ -133,7 +137,6 @@ class EpisodeRunner:
     def new_batch(self) -> EpisodeBatch:
         return EpisodeBatch(self.scheme, self.batch_size, self.max_seq_length, self.env.device)
 
-    @torch.no_grad()
     def run(self, test_mode: bool = False) -> tuple[EpisodeBatch, RolloutStats]:
         """Play one episode in each of the B copies.
 
@@ -141,38 +144,8 @@ class EpisodeRunner:
         (one write per field, not one per step); ``filled`` marks the steps a copy
         really played, plus the state after its last step (for bootstrapping).
         """
-        env, b = self.env, self.batch_size
-        device = env.device
-        env.reset()
-        hidden = self.mac.initial_hidden(b)  # (B, N, H)
-        last_onehot = torch.zeros(b, self.env_info.n_agents, self.env_info.n_actions, device=device)
-        active = torch.ones(b, dtype=torch.bool, device=device)  # (B,)
-        # Per step t: what the agents saw (t = 0 .. L), what they did and got (t < L).
-        seen: dict[str, list[torch.Tensor]] = {"state": [], "obs": [], "avail_actions": []}
-        played: dict[str, list[torch.Tensor]] = {"actions": [], "reward": [], "terminated": []}
-        was_active: list[torch.Tensor] = []  # (B,) per step: the copy played step t
-        infos: list[dict[str, torch.Tensor]] = []
-
-        obs, avail = self._look(seen)  # (B, N, O), (B, N, A)
-        for _ in range(self.env_info.episode_limit):
-            q, hidden = self.mac(obs.unsqueeze(1), last_onehot.unsqueeze(1), hidden)  # (B,1,N,A)
-            actions = self.action_selector.select(
-                q.squeeze(1), avail, self.t_env, test_mode, self.generator
-            )  # (B, N)
-            reward, terminated, info = env.step(actions)  # (B,), (B,) bool, {k: (B,)}
-            truncated = info["episode_limit"].bool()  # (B,)
-            played["actions"].append(actions.unsqueeze(-1))  # (B, N, 1)
-            played["reward"].append(reward)  # (B,)
-            played["terminated"].append(terminated & ~truncated)  # (B,)
-            was_active.append(active)
-            infos.append(info)
-            obs, avail = self._look(seen)
-            if self.mac.obs_last_action:
-                last_onehot = F.one_hot(actions, self.env_info.n_actions).float()  # (B, N, A)
-            active = active & ~terminated  # (B,)
-            if not bool(active.any()):
-                break
-
+        with torch.inference_mode():  # no autograd bookkeeping on the per-step ops
+            seen, played, infos = self._play(test_mode)
         batch = self.new_batch()
         steps = len(played["reward"])  # L
         batch.update(
@@ -181,8 +154,11 @@ class EpisodeRunner:
             mark_filled=False,
         )
         stacked = {k: torch.stack(v, 1) for k, v in played.items()}  # each (B, L, ...)
+        played_mask = stacked.pop("active")  # (B, L): the copy played step t
+        truncated = stacked.pop("truncated").bool()  # (B, L)
+        stacked["terminated"] = stacked["terminated"] & ~truncated  # time limits bootstrap
+        stacked["actions"] = stacked["actions"].unsqueeze(-1)  # (B, L, N, 1)
         batch.update(stacked, ts=slice(0, steps), mark_filled=False)
-        played_mask = torch.stack(was_active, 1)  # (B, L)
         # Step t was played, and step t + 1 holds its next state, for active copies.
         batch.mark_filled(slice(0, steps), played_mask)
         batch.mark_filled(slice(1, steps + 1), played_mask)
@@ -192,6 +168,42 @@ class EpisodeRunner:
         if not test_mode:
             self.t_env += int(lengths.sum())
         return batch, RolloutStats(returns, lengths, final_info(infos, lengths))
+
+    def _play(self, test_mode: bool) -> tuple[Steps, Steps, list[dict[str, torch.Tensor]]]:
+        """The episode's steps: per t what the agents saw (t = 0 .. L), what they did and
+        got (t < L) with ``active`` (B,) (the copy played step t), and the step infos."""
+        env, b = self.env, self.batch_size
+        env.reset()
+        hidden = self.mac.initial_hidden(b)  # (B, N, H)
+        last_onehot = None  # (B, 1, N, A) when the agents see their last actions
+        if self.mac.obs_last_action:
+            n, a = self.env_info.n_agents, self.env_info.n_actions
+            last_onehot = torch.zeros(b, 1, n, a, device=env.device)
+        active = torch.ones(b, dtype=torch.bool, device=env.device)  # (B,)
+        seen: Steps = {"state": [], "obs": [], "avail_actions": []}
+        played: Steps = {k: [] for k in ("actions", "reward", "terminated", "truncated", "active")}
+        infos: list[dict[str, torch.Tensor]] = []
+
+        obs, avail = self._look(seen)  # (B, N, O), (B, N, A)
+        for _ in range(self.env_info.episode_limit):
+            q, hidden = self.mac(obs.unsqueeze(1), last_onehot, hidden)  # (B, 1, N, A)
+            actions = self.action_selector.select(
+                q.squeeze(1), avail, self.t_env, test_mode, self.generator
+            )  # (B, N)
+            reward, terminated, info = env.step(actions)  # (B,), (B,) bool, {k: (B,)}
+            played["actions"].append(actions)  # (B, N)
+            played["reward"].append(reward)  # (B,)
+            played["terminated"].append(terminated)  # (B,)
+            played["truncated"].append(info["episode_limit"])  # (B,)
+            played["active"].append(active)  # (B,)
+            infos.append(info)
+            obs, avail = self._look(seen)
+            if last_onehot is not None:
+                last_onehot = F.one_hot(actions, self.env_info.n_actions).float().unsqueeze(1)
+            active = active & ~terminated  # (B,)
+            if not bool(active.any()):
+                break
+        return seen, played, infos
 
     def _look(self, seen: dict[str, list[torch.Tensor]]) -> tuple[torch.Tensor, torch.Tensor]:
         """Keep the env's state, observations and masks; return obs (B, N, O), avail (B, N, A)."""

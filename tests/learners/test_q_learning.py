@@ -388,6 +388,21 @@ def test_loss_goes_down(mixer_kind: str | None, optimizer: str) -> None:
     assert losses[-1] < 0.5 * losses[0]
 
 
+def test_updates_without_stats_are_the_same_updates() -> None:
+    batch = make_batch(lengths=[5, 4, 3], terminal=[4, None, 2], seed=7)
+    learners = [QLearner(make_mac(0, hidden_dim=16), make_mixer("qmix"), lr=0.01) for _ in "ab"]
+    learners[1].mac.load_state_dict(learners[0].mac.state_dict())
+    learners[1].mixer.load_state_dict(learners[0].mixer.state_dict())
+    for learner in learners:
+        learner.target_mac.load_state_dict(learners[0].target_mac.state_dict())
+        learner.target_mixer.load_state_dict(learners[0].target_mixer.state_dict())
+    for _ in range(3):
+        assert learners[1].train(batch, t_env=0, episode=0, stats=False) == {}
+        assert "learner/loss" in learners[0].train(batch, t_env=0, episode=0)
+    for a, b in zip(learners[0].params, learners[1].params, strict=True):
+        assert torch.equal(a, b)
+
+
 def test_bad_optimizer_name_raises() -> None:
     with pytest.raises(ValueError, match="optimizer"):
         QLearner(make_mac(), None, optimizer="sgd")
