@@ -75,17 +75,40 @@ class MultiAgentController(nn.Module):
         return h.view(batch_size, self.n_agents, h.shape[-1])  # (B, N, H); H = 0 feed-forward
 
     def build_inputs(self, obs: torch.Tensor, last_actions: torch.Tensor | None) -> torch.Tensor:
-        """obs (B, L, N, O), last_actions one-hot (B, L, N, A) -> inputs (B, L, N, I)."""
-        b, steps = obs.shape[:2]
-        parts = [obs.float()]
+        """obs (..., N, O), last_actions one-hot (..., N, A) -> inputs (..., N, I); the
+        leading dims are (B, L) for sequences, (B,) for one step."""
+        parts = [obs if obs.dtype == torch.float32 else obs.float()]
         if self.obs_last_action:
             if last_actions is None:
                 raise ValueError("the controller uses last actions but none were given")
-            parts.append(last_actions.float())  # (B, L, N, A)
+            parts.append(last_actions.float())  # (..., N, A)
         if self.obs_agent_id:
             agent_ids = cast(torch.Tensor, self.agent_ids)  # (N, N)
-            parts.append(agent_ids.expand(b, steps, -1, -1))  # (B, L, N, N)
-        return torch.cat(parts, dim=-1)  # (B, L, N, I)
+            parts.append(agent_ids.expand(*obs.shape[:-2], -1, -1))  # (..., N, N)
+        return torch.cat(parts, dim=-1)  # (..., N, I)
+
+    def step(
+        self, obs: torch.Tensor, last_actions: torch.Tensor | None, hidden: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """One step of every agent, for acting: obs (B, N, O), last_actions one-hot
+        (B, N, A) (None when unused), hidden (B, N, H) -> q (B, N, A), next hidden (B, N, H).
+
+        The same numbers as `forward` on a length-1 sequence, with fewer tensor ops
+        (no sequence dimension, no transposes), which is most of the cost of acting.
+        """
+        inputs = self.build_inputs(obs, last_actions)  # (B, N, I)
+        b, n, _ = inputs.shape
+        if self.share_params:
+            agent = cast(Agent, self.agents[0])
+            h_in = hidden.reshape(b * n, hidden.shape[-1])  # (B * N, H)
+            q, h = agent.step(inputs.reshape(b * n, -1), h_in)  # (B * N, A), (B * N, H)
+            return q.view(b, n, -1), h.view(b, n, h.shape[-1])  # (B, N, A), (B, N, H)
+        outs, hs = [], []
+        for i, net in enumerate(self.agents):
+            q_i, h_i = cast(Agent, net).step(inputs[:, i], hidden[:, i])  # (B, A), (B, H)
+            outs.append(q_i)
+            hs.append(h_i)
+        return torch.stack(outs, dim=1), torch.stack(hs, dim=1)  # (B, N, A), (B, N, H)
 
     def forward(
         self, obs: torch.Tensor, last_actions: torch.Tensor | None, hidden: torch.Tensor

@@ -175,10 +175,10 @@ class EpisodeRunner:
         env, b = self.env, self.batch_size
         env.reset()
         hidden = self.mac.initial_hidden(b)  # (B, N, H)
-        last_onehot = None  # (B, 1, N, A) when the agents see their last actions
+        last_onehot = None  # (B, N, A) when the agents see their last actions
         if self.mac.obs_last_action:
             n, a = self.env_info.n_agents, self.env_info.n_actions
-            last_onehot = torch.zeros(b, 1, n, a, device=env.device)
+            last_onehot = torch.zeros(b, n, a, device=env.device)
         active = torch.ones(b, dtype=torch.bool, device=env.device)  # (B,)
         seen: Steps = {"state": [], "obs": [], "avail_actions": []}
         played: Steps = {k: [] for k in ("actions", "reward", "terminated", "truncated", "active")}
@@ -186,9 +186,9 @@ class EpisodeRunner:
 
         obs, avail = self._look(seen)  # (B, N, O), (B, N, A)
         for _ in range(self.env_info.episode_limit):
-            q, hidden = self.mac(obs.unsqueeze(1), last_onehot, hidden)  # (B, 1, N, A)
+            q, hidden = self.mac.step(obs, last_onehot, hidden)  # (B, N, A), (B, N, H)
             actions = self.action_selector.select(
-                q.squeeze(1), avail, self.t_env, test_mode, self.generator
+                q, avail, self.t_env, test_mode, self.generator
             )  # (B, N)
             reward, terminated, info = env.step(actions)  # (B,), (B,) bool, {k: (B,)}
             played["actions"].append(actions)  # (B, N)
@@ -199,7 +199,7 @@ class EpisodeRunner:
             infos.append(info)
             obs, avail = self._look(seen)
             if last_onehot is not None:
-                last_onehot = F.one_hot(actions, self.env_info.n_actions).float().unsqueeze(1)
+                last_onehot = F.one_hot(actions, self.env_info.n_actions).float()
             active = active & ~terminated  # (B,)
             if not bool(active.any()):
                 break

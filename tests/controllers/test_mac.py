@@ -11,6 +11,7 @@ import torch.nn.functional as F
 from marl.controllers.mac import ControllerConfig, MultiAgentController
 from marl.data.episode_batch import EpisodeBatch
 from marl.envs.base import EnvInfo
+from marl.modules.agents.mlp import MLPAgent
 from marl.modules.agents.rnn import RNNAgent
 from marl.runners.episode import transition_scheme
 
@@ -18,9 +19,10 @@ N, A, OBS, S, H = 3, 4, 5, 2, 8
 INFO = EnvInfo(n_agents=N, n_actions=A, obs_shape=OBS, state_shape=S, episode_limit=5)
 
 
-def make_mac(seed: int = 0, **flags: bool) -> MultiAgentController:
+def make_mac(seed: int = 0, agent: str = "rnn", **flags: bool) -> MultiAgentController:
     torch.manual_seed(seed)
-    return MultiAgentController(functools.partial(RNNAgent, hidden_dim=H), INFO, **flags)
+    network = {"rnn": RNNAgent, "mlp": MLPAgent}[agent]
+    return MultiAgentController(functools.partial(network, hidden_dim=H), INFO, **flags)
 
 
 def make_batch(b: int = 2, seed: int = 0) -> EpisodeBatch:
@@ -105,23 +107,30 @@ def test_initial_hidden() -> None:
     assert make_mac(share_params=False).initial_hidden(2).shape == (2, N, H)
 
 
+@pytest.mark.parametrize("agent", ["rnn", "mlp"])
 @pytest.mark.parametrize("share_params", [True, False])
 @pytest.mark.parametrize("last_action", [True, False])
-def test_unroll_equals_stepping(share_params: bool, last_action: bool) -> None:
-    """unroll(batch) == forward one step at a time, carrying the hidden state."""
-    mac = make_mac(share_params=share_params, obs_last_action=last_action)
+def test_unroll_equals_stepping(agent: str, share_params: bool, last_action: bool) -> None:
+    """unroll(batch) == forward one step at a time, carrying the hidden state, and
+    == step (the acting path), which has no sequence dimension."""
+    mac = make_mac(agent=agent, share_params=share_params, obs_last_action=last_action)
     batch = make_batch(b=2)
     full = mac.unroll(batch)
     steps = batch.max_seq_length
     assert full.shape == (2, steps, N, A)
-    hidden = mac.initial_hidden(2)
+    hidden = hidden_step = mac.initial_hidden(2)
     onehot = F.one_hot(batch["actions"][..., 0].long(), A).float()  # (B, T, N, A)
     for t in range(steps):
         last = torch.zeros(2, 1, N, A) if t == 0 else onehot[:, t - 1 : t]
         q, hidden = mac(batch["obs"][:, t : t + 1], last if last_action else None, hidden)
         assert q.shape == (2, 1, N, A)
-        assert hidden.shape == (2, N, H)
+        assert hidden.shape == (2, N, H if agent == "rnn" else 0)
         torch.testing.assert_close(q[:, 0], full[:, t], rtol=1e-5, atol=1e-6)
+        last_step = last[:, 0] if last_action else None
+        q_step, hidden_step = mac.step(batch["obs"][:, t], last_step, hidden_step)
+        assert q_step.shape == (2, N, A)
+        torch.testing.assert_close(q_step, full[:, t], rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(hidden_step, hidden, rtol=1e-5, atol=1e-6)
 
 
 @pytest.mark.parametrize("share_params", [True, False])

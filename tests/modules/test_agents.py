@@ -55,11 +55,15 @@ def test_unroll_equals_single_steps(name: str) -> None:
     x = torch.randn(M, L, IN)
     h0 = torch.randn(M, hidden_size(agent))
     q_all, h_all = agent(x, h0)
-    h = h0
+    h = h_step = h0
     for t in range(L):
         q_t, h = agent(x[:, t : t + 1], h)
         torch.testing.assert_close(q_t[:, 0], q_all[:, t], rtol=1e-5, atol=1e-6)
+        q_step, h_step = agent.step(x[:, t], h_step)  # the acting path: no sequence dim
+        assert q_step.shape == (M, A)
+        torch.testing.assert_close(q_step, q_all[:, t], rtol=1e-5, atol=1e-6)
     torch.testing.assert_close(h, h_all, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(h_step, h_all, rtol=1e-5, atol=1e-6)
 
 
 def test_rnn_hidden_state_matters() -> None:

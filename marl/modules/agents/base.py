@@ -21,3 +21,12 @@ class Agent(nn.Module):
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """inputs (M, L, I), hidden (M, H) -> outputs (M, L, A), hidden after the last step."""
         raise NotImplementedError
+
+    def step(self, inputs: torch.Tensor, hidden: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """One step (acting): inputs (M, I), hidden (M, H) -> outputs (M, A), next hidden (M, H).
+
+        The same math as `forward` on a length-1 sequence; agents override it with a
+        path that skips the sequence dimension.
+        """
+        outputs, hidden = self(inputs.unsqueeze(1), hidden)  # (M, 1, A), (M, H)
+        return outputs.squeeze(1), hidden

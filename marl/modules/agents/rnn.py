@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import torch
 from torch import nn
+from torch.nn import functional as F
 
 from marl.modules.agents.base import Agent
 
@@ -41,12 +42,20 @@ class RNNAgent(Agent):
         self, inputs: torch.Tensor, hidden: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """inputs (M, L, I), hidden (M, H) -> outputs (M, L, A), last hidden (M, H)."""
+        if inputs.shape[1] == 1:
+            outputs, h = self.step(inputs[:, 0], hidden)  # (M, A), (M, H)
+            return outputs.unsqueeze(1), h  # (M, 1, A), (M, H)
         x = torch.relu(self.fc1(inputs))  # (M, L, H)
-        if x.shape[1] == 1:
-            # One step (acting): the GRU cell on the same weights, about twice as fast
-            # on the CPU as nn.GRU for a length-1 sequence; identical math.
-            w_ih, w_hh, b_ih, b_hh = self.rnn.all_weights[0]
-            h = torch.gru_cell(x[:, 0], hidden, w_ih, w_hh, b_ih, b_hh)  # (M, H)
-            return self.fc2(h).unsqueeze(1), h  # (M, 1, A), (M, H)
         seq, h_last = self.rnn(x, hidden.unsqueeze(0))  # (M, L, H), (1, M, H)
         return self.fc2(seq), h_last.squeeze(0)  # (M, L, A), (M, H)
+
+    def step(self, inputs: torch.Tensor, hidden: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """inputs (M, I), hidden (M, H) -> outputs (M, A), next hidden (M, H).
+
+        The GRU cell on the GRU's weights: about twice as fast on the CPU as nn.GRU
+        on a length-1 sequence, with identical math.
+        """
+        x = torch.relu(F.linear(inputs, self.fc1.weight, self.fc1.bias))  # (M, H)
+        w_ih, w_hh, b_ih, b_hh = self.rnn.all_weights[0]
+        h = torch.gru_cell(x, hidden, w_ih, w_hh, b_ih, b_hh)  # (M, H)
+        return F.linear(h, self.fc2.weight, self.fc2.bias), h  # (M, A), (M, H)
