@@ -52,11 +52,11 @@ class EpsilonGreedy:
         test_mode: bool,
         generator: torch.Generator,
     ) -> torch.Tensor:
-        """q (B, N, A), avail (B, N, A) bool -> actions (B, N) long; greedy in test mode."""
-        # An env bug, checked on the CPU only: on a GPU the check would cost a
-        # host-device round trip every step.
-        if q.device.type == "cpu" and not bool(avail.any(dim=-1).all()):
-            raise ValueError("every agent needs at least one available action")
+        """q (B, N, A), avail (B, N, A) bool -> actions (B, N) long; greedy in test mode.
+
+        Every agent needs at least one available action (the runner checks each
+        episode's masks once, not every step: on a GPU a check is a host-device sync).
+        """
         if not test_mode:
             # One draw per agent: a coin (explore with probability epsilon) and A uniform
             # scores. An exploring agent ranks its actions by the scores instead of q, so

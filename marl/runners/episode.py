@@ -148,13 +148,12 @@ class EpisodeRunner:
             seen, played, infos = self._play(test_mode)
         batch = self.new_batch()
         steps = len(played["reward"])  # L
-        batch.update(
-            {k: torch.stack(v, 1) for k, v in seen.items()},
-            ts=slice(0, steps + 1),
-            mark_filled=False,
-        )
+        looked = {k: torch.stack(v, 1) for k, v in seen.items()}  # each (B, L + 1, ...)
+        if not bool(looked["avail_actions"].any(dim=-1).all()):  # an env bug
+            raise ValueError("every agent needs at least one available action at every step")
+        batch.update(looked, ts=slice(0, steps + 1), mark_filled=False)
         stacked = {k: torch.stack(v, 1) for k, v in played.items()}  # each (B, L, ...)
-        played_mask = stacked.pop("active")  # (B, L): the copy played step t
+        played_mask = ~stacked.pop("ended")  # (B, L): the copy played step t
         truncated = stacked.pop("truncated").bool()  # (B, L)
         stacked["terminated"] = stacked["terminated"] & ~truncated  # time limits bootstrap
         stacked["actions"] = stacked["actions"].unsqueeze(-1)  # (B, L, N, 1)
@@ -171,7 +170,8 @@ class EpisodeRunner:
 
     def _play(self, test_mode: bool) -> tuple[Steps, Steps, list[dict[str, torch.Tensor]]]:
         """The episode's steps: per t what the agents saw (t = 0 .. L), what they did and
-        got (t < L) with ``active`` (B,) (the copy played step t), and the step infos."""
+        got (t < L) with ``ended`` (B,) (the copy's episode was over before step t), and
+        the step infos."""
         env, b = self.env, self.batch_size
         env.reset()
         hidden = self.mac.initial_hidden(b)  # (B, N, H)
@@ -179,9 +179,9 @@ class EpisodeRunner:
         if self.mac.obs_last_action:
             n, a = self.env_info.n_agents, self.env_info.n_actions
             last_onehot = torch.zeros(b, n, a, device=env.device)
-        active = torch.ones(b, dtype=torch.bool, device=env.device)  # (B,)
+        ended = torch.zeros(b, dtype=torch.bool, device=env.device)  # (B,)
         seen: Steps = {"state": [], "obs": [], "avail_actions": []}
-        played: Steps = {k: [] for k in ("actions", "reward", "terminated", "truncated", "active")}
+        played: Steps = {k: [] for k in ("actions", "reward", "terminated", "truncated", "ended")}
         infos: list[dict[str, torch.Tensor]] = []
 
         obs, avail = self._look(seen)  # (B, N, O), (B, N, A)
@@ -195,13 +195,13 @@ class EpisodeRunner:
             played["reward"].append(reward)  # (B,)
             played["terminated"].append(terminated)  # (B,)
             played["truncated"].append(info["episode_limit"])  # (B,)
-            played["active"].append(active)  # (B,)
+            played["ended"].append(ended)  # (B,)
             infos.append(info)
             obs, avail = self._look(seen)
             if last_onehot is not None:
                 last_onehot = F.one_hot(actions, self.env_info.n_actions).float()
-            active = active & ~terminated  # (B,)
-            if not bool(active.any()):
+            ended = ended | terminated  # (B,)
+            if bool(ended.all()):
                 break
         return seen, played, infos
 

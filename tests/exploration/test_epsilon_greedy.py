@@ -108,13 +108,3 @@ def test_epsilon_one_covers_all_available_actions() -> None:
     # each available action gets roughly a third of 2000 draws
     for a in (0, 2, 3):
         assert 500 < counts[a] < 830, counts.tolist()
-
-
-def test_all_unavailable_raises() -> None:
-    sel = EpsilonGreedy()
-    avail = torch.ones(2, N, A, dtype=torch.bool)
-    avail[1, 2] = False  # one agent with nothing available
-    with pytest.raises(ValueError, match="available"):
-        sel.select(torch.zeros(2, N, A), avail, 0, False, gen())
-    with pytest.raises(ValueError):
-        sel.select(torch.zeros(2, N, A), avail, 0, True, gen())

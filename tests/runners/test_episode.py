@@ -225,6 +225,24 @@ class StaggeredEnv:
         pass
 
 
+class MaskBugEnv(StaggeredEnv):
+    """A StaggeredEnv whose masks leave one agent with no action at step 2."""
+
+    def avail_actions(self) -> torch.Tensor:
+        avail = super().avail_actions()  # (B, N, A)
+        if self.t == 2:
+            avail[1, 0] = False
+        return avail
+
+
+def test_an_agent_without_available_actions_is_an_env_error() -> None:
+    runner = make_runner(MaskBugEnv(), epsilon=1.0)
+    with pytest.raises(ValueError, match="at least one available action"):
+        runner.run()
+    with pytest.raises(ValueError, match="at least one available action"):
+        runner.run(test_mode=True)
+
+
 @pytest.fixture
 def ragged() -> tuple[Any, Any, StaggeredEnv]:
     env = StaggeredEnv()
