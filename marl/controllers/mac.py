@@ -119,10 +119,16 @@ class MultiAgentController(nn.Module):
         """
         inputs = self.build_inputs(obs, last_actions)  # (B, L, N, I)
         b, steps, n, _ = inputs.shape
+        agent = cast(Agent, self.agents[0])
+        if self.share_params and not agent.recurrent:
+            # Feed-forward: every (episode, step, agent) row on its own, no transposes.
+            rows = b * steps * n
+            q, _ = agent.step(inputs.reshape(rows, -1), hidden.new_zeros(rows, 0))  # (rows, A)
+            return q.view(b, steps, n, -1), hidden  # (B, L, N, A), (B, N, 0)
         if self.share_params:
             x = inputs.transpose(1, 2).reshape(b * n, steps, -1)  # (B * N, L, I)
             h_in = hidden.reshape(b * n, hidden.shape[-1])  # (B * N, H)
-            q, h = self.agents[0](x, h_in)  # (B * N, L, A), (B * N, H)
+            q, h = agent(x, h_in)  # (B * N, L, A), (B * N, H)
             q = q.view(b, n, steps, -1).transpose(1, 2)  # (B, L, N, A)
             return q, h.view(b, n, h.shape[-1])  # (B, L, N, A), (B, N, H)
         outs, hs = [], []

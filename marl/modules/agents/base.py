@@ -12,6 +12,9 @@ from torch import nn
 class Agent(nn.Module):
     """A (possibly recurrent) network over sequences; the hidden state goes in and out."""
 
+    recurrent = True
+    """False for feed-forward agents: each step's output depends on that step's input alone."""
+
     def initial_hidden(self, batch: int, device: torch.device | str = "cpu") -> torch.Tensor:
         """The state before the first step, (M, H); feed-forward agents return (M, 0)."""
         raise NotImplementedError

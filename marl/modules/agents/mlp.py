@@ -29,6 +29,8 @@ class MLPAgentConfig:
 class MLPAgent(Agent):
     """Two hidden ReLU layers; the hidden state is empty, (M, 0)."""
 
+    recurrent = False
+
     def __init__(self, input_dim: int, n_actions: int, hidden_dim: int = 64) -> None:
         super().__init__()
         self.fc1 = nn.Linear(input_dim, hidden_dim)
