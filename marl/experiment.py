@@ -144,6 +144,7 @@ class Experiment:
         )
         self.sample_generator = generator(cfg.seed, "replay")
         self.learner = instantiate(cfg.learner, mac=self.mac, mixer=self.mixer)
+        self.learner.use_target_cache(cfg.buffer_size, self.runner.max_seq_length)
         self.loggers = LoggerGroup({name: instantiate(node) for name, node in cfg.logger.items()})
         self.episode = 0
         self.counters = LoopCounters(
@@ -211,16 +212,17 @@ class Experiment:
                 self.train_stats.add(rollout)
                 self.episode += self.runner.batch_size
                 # BUFFER UPDATE
-                self.buffer.insert(batch)
+                self.learner.forget(self.buffer.insert(batch))
                 # NETWORK UPDATE
                 if self.buffer.can_sample(cfg.batch_size):
                     log_due = self.t_env - counters.last_learner_log_t >= cfg.learner_log_interval
                     for i in range(cfg.updates_per_rollout):
-                        sample = self.buffer.sample(cfg.batch_size, self.sample_generator)
+                        slots = self.buffer.sample_slots(cfg.batch_size, self.sample_generator)
+                        sample = self.buffer.episodes(slots)
                         sample = sample.slice_time(sample.max_t_filled()).to(self.device)
                         last = i == cfg.updates_per_rollout - 1
                         learner_stats = self.learner.train(
-                            sample, self.t_env, self.episode, stats=log_due and last
+                            sample, self.t_env, self.episode, stats=log_due and last, slots=slots
                         )
                     if log_due:
                         self.loggers.log(learner_stats, self.t_env)

@@ -51,6 +51,13 @@ CONFIGS: dict[str, list[str]] = {
         "t_max=50000",
         "learner.compile=default",
     ],
+    "qmix_lbf_epymarl_b1_cache": [
+        *EPYMARL_QMIX,
+        "env=lbf",
+        "batch_size_run=1",
+        "t_max=50000",
+        "learner.cache_targets=true",
+    ],
     "qmix_lbf_epymarl_b4": [*EPYMARL_QMIX, "env=lbf", "batch_size_run=4", "t_max=50000"],
     "qmix_lbf_epymarl_b4_inproc": [
         *EPYMARL_QMIX,

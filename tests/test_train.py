@@ -43,6 +43,17 @@ def test_test_nepisode_0_turns_testing_off(make_config, tmp_path: Path) -> None:
     assert {"train/return_mean", "learner/loss"} <= keys
 
 
+def test_cached_targets_train_like_plain_ones(make_config, tmp_path: Path) -> None:
+    for name, cache in (("plain", "false"), ("cached", "true")):
+        run(make_config("algo=qmix_epymarl", f"learner.cache_targets={cache}"), tmp_path / name)
+    plain, cached = read_metrics(tmp_path / "plain"), read_metrics(tmp_path / "cached")
+    assert [row["t_env"] for row in plain] == [row["t_env"] for row in cached]
+    losses = [
+        [row["learner/loss"] for row in rows if "learner/loss" in row] for rows in (plain, cached)
+    ]
+    assert losses[0] and losses[0] == pytest.approx(losses[1], rel=1e-4, abs=1e-6)
+
+
 def test_save_replay_on_an_env_without_replays_is_an_error(make_config, tmp_path: Path) -> None:
     run(make_config("save_model=true"), tmp_path / "train")
     cfg = make_config(f"checkpoint_path={tmp_path / 'train'}", "save_replay=true")
@@ -137,6 +148,7 @@ def test_cli_trains_from_any_directory(tmp_path: Path) -> None:
         (["batch_size=64", "buffer_size=32"], "exceeds buffer_size"),
         (["updates_per_rollout=0"], "updates_per_rollout must be at least 1"),
         (["test_nepisode=-1"], "test_nepisode must be at least"),
+        (["learner.cache_targets=true", "learner.tau=0.01"], "needs hard target updates"),
         (["buffer_obs_dtype=int4"], "buffer_obs_dtype must be one of"),
         (["env=matrix", "buffer_obs_dtype=int8"], "needs an env whose features lie in"),
         (["learner.compile=fastest"], "learner.compile must be null or one of"),

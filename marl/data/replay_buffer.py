@@ -69,13 +69,13 @@ class EpisodeReplayBuffer:
                     f"{mine[0]} {mine[1]}."
                 )
 
-    def insert(self, batch: EpisodeBatch) -> None:
+    def insert(self, batch: EpisodeBatch) -> torch.Tensor:
         """Append ``batch``'s episodes in ring order; only the last ``capacity`` are kept
-        when the batch is larger than the buffer."""
+        when the batch is larger than the buffer. Returns the slots written (kept,)."""
         self._check_layout(batch)
         n = batch.batch_size
         if n == 0:
-            return
+            return torch.zeros(0, dtype=torch.long, device=self.device)
         kept = min(n, self.capacity)
         offsets = torch.arange(n - kept, n, device=self.device)  # (kept,)
         slots = (self._pos + offsets) % self.capacity  # (kept,) distinct
@@ -83,6 +83,7 @@ class EpisodeReplayBuffer:
             self._storage.data[name][slots] = tensor[n - kept :].to(self.device)  # (kept, T, ...)
         self._pos = (self._pos + n) % self.capacity
         self._size = min(self._size + n, self.capacity)
+        return slots
 
     def can_sample(self, n: int) -> bool:
         """Whether ``n`` distinct episodes are stored."""
@@ -90,10 +91,19 @@ class EpisodeReplayBuffer:
 
     def sample(self, n: int, generator: torch.Generator) -> EpisodeBatch:
         """``n`` distinct stored episodes drawn uniformly (``generator`` lives on the CPU)."""
+        return self.episodes(self.sample_slots(n, generator))
+
+    def sample_slots(self, n: int, generator: torch.Generator) -> torch.Tensor:
+        """The slots (n,) of ``n`` distinct stored episodes drawn uniformly (what `sample`
+        draws)."""
         if n < 1 or n > self._size:
             raise ValueError(f"Cannot sample {n} episodes from a buffer holding {self._size}.")
         perm = torch.randperm(self._size, generator=generator)[:n]  # (n,) on CPU
-        return self._storage.index(perm.to(self.device))
+        return perm.to(self.device)
+
+    def episodes(self, slots: torch.Tensor) -> EpisodeBatch:
+        """The episodes stored in ``slots`` (n,), a copy."""
+        return self._storage.index(slots)
 
     def state_dict(self) -> dict[str, Any]:
         """The stored episodes (CPU tensors, copies) plus the ring position and size.

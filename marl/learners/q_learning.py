@@ -26,6 +26,7 @@ from torch import nn
 from marl.controllers.mac import MultiAgentController
 from marl.data.episode_batch import EpisodeBatch
 from marl.errors import UsageError
+from marl.learners.target_cache import TargetCache
 from marl.ops.masked import masked_fill_unavailable, masked_mean
 from marl.ops.returns import one_step_targets, td_lambda_targets
 from marl.ops.running_stats import RunningMeanStd
@@ -64,6 +65,10 @@ class QLearnerConfig:
     compile: str | None = None
     """torch.compile the loss: null (eager) | default | reduce-overhead (CUDA graphs on
     a GPU) | max-autotune. The first updates pay the compile time."""
+    cache_targets: bool = False
+    """Keep each stored episode's target-network Q-values until the target network is
+    updated (hard updates only): the same targets, computed once per episode and
+    period; memory: one float per buffer slot, stored step, agent and action."""
 
 
 def valid_transitions(batch: EpisodeBatch) -> torch.Tensor:
@@ -116,6 +121,7 @@ class QLearner:
         tau: float | None = None,
         standardise_rewards: bool = False,
         compile: str | None = None,
+        cache_targets: bool = False,
     ) -> None:
         self.mac = mac
         self.mixer = mixer
@@ -128,6 +134,13 @@ class QLearner:
         self.target_update_interval = target_update_interval
         self.tau = tau
         self.reward_stats = RunningMeanStd() if standardise_rewards else None
+        if cache_targets and tau is not None:
+            raise UsageError(
+                "learner.cache_targets needs hard target updates (learner.tau=null): "
+                "soft updates change the target network at every update."
+            )
+        self.cache_targets = cache_targets
+        self.target_cache: TargetCache | None = None  # set by `use_target_cache`
         self.params = list(mac.parameters()) + ([] if mixer is None else list(mixer.parameters()))
         # One kernel per step over all parameters (fused Adam; RMSprop has no fused
         # version, its foreach one batches the per-tensor ops): several times faster
@@ -147,11 +160,32 @@ class QLearner:
             raise UsageError(f"learner.compile must be null or one of {modes}, got {compile!r}.")
         self._loss_fn = self.loss if compile is None else torch.compile(self.loss, mode=compile)
 
+    def use_target_cache(self, capacity: int, max_seq_length: int) -> None:
+        """With ``cache_targets``, keep target Q-values for a buffer of ``capacity``
+        slots; `train` then takes each sampled episode's slot."""
+        if self.cache_targets:
+            device = next(self.mac.parameters()).device
+            n, a = self.mac.n_agents, self.mac.n_actions
+            self.target_cache = TargetCache(capacity, max_seq_length, n, a, device)
+
+    def forget(self, slots: torch.Tensor) -> None:
+        """The buffer wrote new episodes into ``slots``: drop their cached targets."""
+        if self.target_cache is not None:
+            self.target_cache.forget(slots)
+
     def train(
-        self, batch: EpisodeBatch, t_env: int, episode: int, stats: bool = True
+        self,
+        batch: EpisodeBatch,
+        t_env: int,
+        episode: int,
+        stats: bool = True,
+        slots: torch.Tensor | None = None,
     ) -> dict[str, float]:
         """One gradient step on a batch of episodes; returns the update's stats, or
-        nothing with ``stats=False`` (each stat reads a value back from the device)."""
+        nothing with ``stats=False`` (each stat reads a value back from the device).
+
+        ``slots`` (B,) are the episodes' buffer slots, for the target cache.
+        """
         # 1. MASKS AND DATA
         rewards = batch["reward"][:, :-1].float()  # (B, T, 1)
         valid = valid_transitions(batch)  # (B, T, 1) bool
@@ -161,14 +195,24 @@ class QLearner:
             rewards = self.reward_stats.standardise(rewards)  # (B, T, 1)
 
         # 2-5. Q-VALUES, TARGETS AND LOSS (compiled with `compile`)
+        obs, actions = batch.float("obs"), batch["actions"]  # (B, T + 1, N, O), (B, T + 1, N, 1)
+        target_q = None
+        if self.target_cache is not None and slots is not None:
+            with torch.no_grad():
+                target_q = self.target_cache.get(
+                    slots,
+                    obs.shape[1],
+                    lambda rows: self.target_mac.unroll_steps(obs[rows], actions[rows]),
+                )  # (B, T + 1, N, A)
         loss, td_error, chosen, targets = self._loss_fn(
-            batch.float("obs"),  # (B, T + 1, N, O)
-            batch["actions"],  # (B, T + 1, N, 1)
+            obs,
+            actions,
             batch["avail_actions"][:, 1:],  # (B, T, N, A) bool
             batch.float("state"),  # (B, T + 1, S)
             rewards,
             batch["terminated"][:, :-1].float(),  # (B, T, 1)
             mask,
+            target_q,
         )
 
         # 6. OPTIMISE
@@ -201,11 +245,13 @@ class QLearner:
         rewards: torch.Tensor,
         terminated: torch.Tensor,
         mask: torch.Tensor,
+        target_q: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """The TD loss of a batch, from tensors only (what `compile` compiles).
 
         obs (B, T + 1, N, O), actions (B, T + 1, N, 1), avail_next (B, T, N, A) bool,
-        states (B, T + 1, S), rewards, terminated and mask (B, T, 1) float. Returns the
+        states (B, T + 1, S), rewards, terminated and mask (B, T, 1) float; target_q
+        (B, T + 1, N, A) the target network's Q-values when already known. Returns the
         loss, TD errors, chosen Q (mixed) and targets, the last three (B, T, K).
         """
         # 2. Q-VALUES OF THE TAKEN ACTIONS
@@ -214,7 +260,9 @@ class QLearner:
 
         # 3. TARGET VALUES OF THE NEXT STEPS
         with torch.no_grad():
-            target_q = self.target_mac.unroll_steps(obs, actions)[:, 1:]  # (B, T, N, A)
+            if target_q is None:
+                target_q = self.target_mac.unroll_steps(obs, actions)  # (B, T + 1, N, A)
+            target_q = target_q[:, 1:]  # (B, T, N, A)
             live_next = q.detach()[:, 1:] if self.double_q else None  # (B, T, N, A)
             next_values = next_action_values(target_q, live_next, avail_next)  # (B, T, N)
 
@@ -249,6 +297,11 @@ class QLearner:
             for target, live in pairs:
                 target.load_state_dict(live.state_dict())
             self.last_target_update_episode = episode
+            self._targets_changed()
+
+    def _targets_changed(self) -> None:
+        if self.target_cache is not None:
+            self.target_cache.clear()
 
     def state_dict(self) -> dict[str, Any]:
         return {
@@ -264,6 +317,7 @@ class QLearner:
 
     def load_weights(self, state: dict[str, Any]) -> None:
         """Only the networks of a saved state, copied into the targets too (fine-tuning)."""
+        self._targets_changed()
         self.mac.load_state_dict(state["mac"])
         self.target_mac.load_state_dict(state["mac"])
         if self.mixer is not None and self.target_mixer is not None:
@@ -271,6 +325,7 @@ class QLearner:
             self.target_mixer.load_state_dict(state["mixer"])
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        self._targets_changed()
         self.mac.load_state_dict(state["mac"])
         self.target_mac.load_state_dict(state["target_mac"])
         if self.mixer is not None and self.target_mixer is not None:

@@ -61,6 +61,17 @@ def test_ring_wraparound_order() -> None:
     assert buffer.can_sample(5) and not buffer.can_sample(6)
 
 
+def test_insert_returns_the_slots_it_wrote_and_sample_slots_match_sample() -> None:
+    buffer = EpisodeReplayBuffer(small_scheme(), capacity=5, max_seq_length=T)
+    assert buffer.insert(episodes(0, 3)).tolist() == [0, 1, 2]
+    assert buffer.insert(episodes(3, 4)).tolist() == [3, 4, 0, 1]  # wraps around
+    assert buffer.insert(episodes(7, 0)).tolist() == []
+    slots = buffer.sample_slots(3, torch.Generator().manual_seed(4))
+    sampled = buffer.sample(3, torch.Generator().manual_seed(4))
+    assert torch.equal(buffer.episodes(slots)["ep"], sampled["ep"])
+    assert sampled["ep"][:, 0, 0].tolist() == [stored_ids(buffer)[i] for i in slots.tolist()]
+
+
 def test_insert_larger_than_capacity_keeps_last() -> None:
     buffer = EpisodeReplayBuffer(small_scheme(), capacity=3, max_seq_length=T)
     buffer.insert(episodes(0, 1))
