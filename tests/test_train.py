@@ -77,9 +77,9 @@ def test_updates_per_rollout_trains_that_many_times(
     calls: list[int] = []
     original = QLearner.train
 
-    def counting(self: QLearner, batch, t_env: int, episode: int, stats: bool = True):
+    def counting(self: QLearner, batch, t_env: int, episode: int, **kwargs):
         calls.append(t_env)
-        return original(self, batch, t_env, episode, stats)
+        return original(self, batch, t_env, episode, **kwargs)
 
     monkeypatch.setattr(QLearner, "train", counting)
     cfg = make_config("updates_per_rollout=3", "batch_size_run=2", "t_max=40", "batch_size=4")
