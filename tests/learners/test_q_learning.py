@@ -540,18 +540,27 @@ def test_state_dict_round_trip(mixer_kind: str | None, optimizer: str) -> None:
 
 # ----------------------------------------------------------------------------- torch.compile
 @pytest.mark.slow
-@pytest.mark.parametrize("mixer_kind", [None, "qmix"])
-def test_compiled_loss_gives_the_same_updates(mixer_kind: str | None) -> None:
+@pytest.mark.parametrize(("mixer_kind", "cache"), [(None, False), ("qmix", False), ("qmix", True)])
+def test_compiled_loss_gives_the_same_updates(mixer_kind: str | None, cache: bool) -> None:
     """learner.compile=default: the same losses and weights as eager, over 3 updates
-    on batches of two different lengths (about 30 s of compiling on a CPU)."""
+    on batches of two different lengths (about 30 s of compiling on a CPU); with
+    ``cache`` the compiled learner also takes cached target Q-values."""
     batches = [make_batch([5, 4, 3], [4, None, 2], seed=s) for s in (1, 2)]
     batches.append(batches[0].slice_time(3))
-    learners = [
-        QLearner(make_mac(0), make_mixer(mixer_kind, 0), optimizer="adam", compile=mode)
-        for mode in (None, "default")
-    ]
-    for episode, batch in enumerate(batches):
-        eager, compiled = (learner.train(batch, 0, episode) for learner in learners)
+    slots = [torch.arange(3), torch.arange(3, 6), torch.arange(3)]  # the third: batch 1 again
+    eager_learner = QLearner(make_mac(0), make_mixer(mixer_kind, 0), optimizer="adam")
+    compiled_learner = QLearner(
+        make_mac(0),
+        make_mixer(mixer_kind, 0),
+        optimizer="adam",
+        compile="default",
+        cache_targets=cache,
+    )
+    compiled_learner.use_target_cache(capacity=6, max_seq_length=5)
+    learners = [eager_learner, compiled_learner]
+    for episode, (batch, where) in enumerate(zip(batches, slots, strict=True)):
+        eager = eager_learner.train(batch, 0, episode)
+        compiled = compiled_learner.train(batch, 0, episode, slots=where)
         assert compiled["learner/loss"] == pytest.approx(eager["learner/loss"], rel=1e-5)
     torch.testing.assert_close(flat_params(learners[1].mac), flat_params(learners[0].mac))
 
