@@ -43,6 +43,13 @@ def test_test_nepisode_0_turns_testing_off(make_config, tmp_path: Path) -> None:
     assert {"train/return_mean", "learner/loss"} <= keys
 
 
+def test_evaluating_zero_episodes_is_an_error(make_config, tmp_path: Path) -> None:
+    run(make_config("save_model=true"), tmp_path / "train")
+    cfg = make_config(f"checkpoint_path={tmp_path / 'train'}", "evaluate=true", "test_nepisode=0")
+    with pytest.raises(UsageError, match="test_nepisode must be at least 1 to evaluate"):
+        run(cfg, tmp_path / "eval")
+
+
 def test_cached_targets_train_like_plain_ones(make_config, tmp_path: Path) -> None:
     for name, cache in (("plain", "false"), ("cached", "true")):
         run(make_config("algo=qmix_epymarl", f"learner.cache_targets={cache}"), tmp_path / name)
