@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import sys
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -62,10 +63,19 @@ def offline_runs(run_dir: Path) -> list[Path]:
     return sorted((run_dir / "wandb").glob("offline-run-*"))
 
 
-def logged_bytes(run_folder: Path) -> bytes:
-    """The offline run's record file (protobuf; string keys appear verbatim)."""
-    (record,) = run_folder.glob("run-*.wandb")
-    return record.read_bytes()
+def logged_bytes(run_folder: Path, *keys: bytes, timeout: float = 30.0) -> bytes:
+    """The offline run's record file (protobuf; string keys appear verbatim).
+
+    W&B's service can finish writing the file just after ``run.finish()`` returns (seen about
+    once in 100 runs on a loaded 2-core machine), so wait up to ``timeout`` for ``keys``.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        (record,) = run_folder.glob("run-*.wandb")
+        data = record.read_bytes()
+        if all(key in data for key in keys) or time.monotonic() > deadline:
+            return data
+        time.sleep(0.1)
 
 
 def test_offline_run_lives_in_the_run_folder(tmp_path: Path, wandb_env: Path) -> None:
@@ -92,7 +102,7 @@ def test_offline_run_lives_in_the_run_folder(tmp_path: Path, wandb_env: Path) ->
     (folder,) = offline_runs(run_dir)
     assert folder.name.endswith(logger.run_id or "?")
     assert (run_dir / RUN_ID_FILE).read_text().strip() == logger.run_id
-    data = logged_bytes(folder)
+    data = logged_bytes(folder, b"train/return_mean", b"test/return_mean")
     assert b"train/return_mean" in data and b"test/return_mean" in data
     assert not wandb_env.exists()
 
@@ -280,7 +290,7 @@ def test_training_jobs_in_one_process(
         run_dir = tmp_path / f"{seed}_qmix_seed{seed}"
         run(cfg, run_dir)
         (folder,) = offline_runs(run_dir)
-        data = logged_bytes(folder)
+        data = logged_bytes(folder, b"test/return_mean", b"two_step")
         assert b"test/return_mean" in data and b"two_step" in data
         ids.append((run_dir / RUN_ID_FILE).read_text().strip())
     assert ids[0] != ids[1]
