@@ -31,6 +31,7 @@ from typing import Any
 
 import torch
 
+from marl.envs.action_check import ActionCheck
 from marl.envs.base import EnvInfo, StepResult
 
 N_AGENTS = 2
@@ -49,6 +50,9 @@ class MatrixEnvConfig:
     """Miscoordination penalty of the penalty game (ignored by the others)."""
     rounds: int = 1
     """Times the game is played per episode (1 = one-shot)."""
+    defer_checks: bool | None = None
+    """Check actions on the device, read back once per episode (no per-step host wait);
+    None: on for every device but the CPU."""
 
 
 @dataclass(frozen=True)
@@ -105,6 +109,7 @@ class MatrixEnv:
         game: str = "two_step",
         k: float = -100.0,
         rounds: int = 1,
+        defer_checks: bool | None = None,
         *,
         batch_size: int,
         seed: int,
@@ -125,6 +130,7 @@ class MatrixEnv:
         self._payoffs = torch.tensor(spec.payoffs, dtype=torch.float32, device=self.device)
         self._next_states = torch.tensor(spec.next_states, dtype=torch.long, device=self.device)
         self.n_game_states, self.n_actions, _ = self._payoffs.shape  # G, A
+        self._check = ActionCheck(self.n_actions, self.device, defer_checks)
         self.episode_limit = rounds * spec.steps_per_round
         self._gen = torch.Generator(device=self.device)
         self._gen.manual_seed(seed)
@@ -152,6 +158,7 @@ class MatrixEnv:
 
     def reset(self) -> None:
         """Start a new episode in every copy (the games draw no randomness)."""
+        self._check.raise_pending()
         self._game_state.fill_(START_STATE)
         self._t.zero_()
         self._done.zero_()
@@ -178,10 +185,9 @@ class MatrixEnv:
         if tuple(actions.shape) != expected:
             raise ValueError(f"actions must have shape {expected}, got {tuple(actions.shape)}.")
         actions = actions.to(device=self.device, dtype=torch.long)  # (B, N)
-        if bool(((actions < 0) | (actions >= self.n_actions)).any()):
-            raise ValueError(f"actions must lie in [0, {self.n_actions}), got {actions.tolist()}.")
-        a0, a1 = actions[:, 0], actions[:, 1]  # (B,), (B,)
         live = ~self._done  # (B,)
+        actions = self._check(actions, live)  # (B, N)
+        a0, a1 = actions[:, 0], actions[:, 1]  # (B,), (B,)
         payoff = self._payoffs[self._game_state, a0, a1]  # (B,)
         reward = torch.where(live, payoff, torch.zeros_like(payoff))  # (B,)
         next_state = self._next_states[self._game_state, a0, a1]  # (B,)

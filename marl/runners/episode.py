@@ -30,9 +30,14 @@ class EpisodeRunnerConfig:
     """Schema for `runner=episode`."""
 
     _target_: str = "marl.runners.episode.EpisodeRunner"
+    sync_every: int | None = None
+    """Steps between reads of "has every copy ended?" back to the host; None: 1 on the
+    CPU, where the read is free, and 8 on other devices, where each read makes the host
+    wait for the device. Copies that ended step on frozen and unrecorded in between."""
 
 
 OBS_DTYPES = ("auto", "float32", "float16", "int8")
+DEVICE_SYNC_EVERY = 8  # at most 7 extra frozen steps per batch, one host wait per 8 steps
 INT8_SCALE = 1 / 127  # int8 codes -127..127 cover [-1, 1]; -1, 0 and 1 are exact
 
 
@@ -123,7 +128,10 @@ class EpisodeRunner:
         action_selector: EpsilonGreedy,
         generator: torch.Generator,
         obs_dtype: str = "float32",
+        sync_every: int | None = None,
     ) -> None:
+        if sync_every is not None and sync_every < 1:
+            raise UsageError(f"runner.sync_every must be at least 1, got {sync_every}.")
         self.env = env
         self.mac = mac
         self.action_selector = action_selector
@@ -132,6 +140,9 @@ class EpisodeRunner:
         self.scheme = transition_scheme(self.env_info, obs_dtype)
         self.batch_size = env.batch_size
         self.max_seq_length = self.env_info.episode_limit + 1
+        if sync_every is None:
+            sync_every = 1 if env.device.type == "cpu" else DEVICE_SYNC_EVERY
+        self.sync_every = sync_every
         self.t_env = 0
 
     def new_batch(self) -> EpisodeBatch:
@@ -185,7 +196,7 @@ class EpisodeRunner:
         infos: list[dict[str, torch.Tensor]] = []
 
         obs, avail = self._look(seen)  # (B, N, O), (B, N, A)
-        for _ in range(self.env_info.episode_limit):
+        for t in range(1, self.env_info.episode_limit + 1):
             q, hidden = self.mac.step(obs, last_onehot, hidden)  # (B, N, A), (B, N, H)
             actions = self.action_selector.select(
                 q, avail, self.t_env, test_mode, self.generator
@@ -201,7 +212,7 @@ class EpisodeRunner:
             if last_onehot is not None:
                 last_onehot = F.one_hot(actions, self.env_info.n_actions).float()
             ended = ended | terminated  # (B,)
-            if bool(ended.all()):
+            if t % self.sync_every == 0 and bool(ended.all()):
                 break
         return seen, played, infos
 

@@ -11,6 +11,8 @@ import torch
 
 from marl.controllers.mac import MultiAgentController
 from marl.envs.base import BatchedEnv, EnvInfo, StepResult
+from marl.envs.battle import terrain
+from marl.envs.battle.env import BattleEnv
 from marl.envs.matrix import MatrixEnv
 from marl.errors import UsageError
 from marl.exploration.epsilon_greedy import EpsilonGreedy
@@ -26,6 +28,7 @@ def make_runner(
     epsilon: float = 0.5,
     seed: int = 0,
     init_seed: int = 0,
+    sync_every: int | None = None,
 ) -> EpisodeRunner:
     """A runner with a small RNN controller; ``init_seed`` fixes the network weights."""
     torch.manual_seed(init_seed)
@@ -33,7 +36,7 @@ def make_runner(
     selector = EpsilonGreedy(epsilon, epsilon, epsilon_anneal_time=1)
     gen = torch.Generator()
     gen.manual_seed(seed)
-    return EpisodeRunner(env, mac, selector, gen)
+    return EpisodeRunner(env, mac, selector, gen, sync_every=sync_every)
 
 
 def matrix_env(batch_size: int = B, game: str = "two_step") -> MatrixEnv:
@@ -315,3 +318,80 @@ def test_stats_first_k(ragged: Any) -> None:
     assert set(head.final_info) == set(stats.final_info)
     for name, value in head.final_info.items():
         assert torch.equal(value, stats.final_info[name][:2]), name
+
+
+# ---------------------------------------------------------------------- host reads
+
+
+def battle_runner(sync_every: int | None, defer_checks: bool | None = None) -> EpisodeRunner:
+    env = BattleEnv("3m", batch_size=B, seed=0, defer_checks=defer_checks)
+    return make_runner(env, epsilon=1.0, sync_every=sync_every)
+
+
+@pytest.mark.parametrize("sync_every", [2, 8, 1000])
+def test_sync_every_plays_the_same_episodes(sync_every: int) -> None:
+    """Reading "all ended?" less often adds frozen steps that nothing records."""
+    (batch, stats), (other, other_stats) = (battle_runner(every).run() for every in (1, sync_every))
+    filled = batch["filled"]  # (B, T, 1)
+    assert torch.equal(filled, other["filled"])
+    for name in ("state", "obs", "avail_actions", "actions", "reward", "terminated"):
+        mask = filled.view(B, -1, *[1] * (batch[name].dim() - 2))  # broadcasts over the field
+        assert torch.equal(batch[name] * mask, other[name] * mask), name
+    assert torch.equal(stats.returns, other_stats.returns)
+    assert torch.equal(stats.lengths, other_stats.lengths)
+    for name, value in stats.final_info.items():
+        assert torch.equal(value, other_stats.final_info[name]), name
+
+
+def test_sync_every_defaults_and_must_be_positive() -> None:
+    env = matrix_env()
+    assert make_runner(env).sync_every == 1  # the CPU reads "all ended?" every step
+    mac = make_runner(env).mac
+    with pytest.raises(UsageError, match=r"runner\.sync_every must be at least 1, got 0"):
+        EpisodeRunner(env, mac, EpsilonGreedy(1.0, 1.0, 1), torch.Generator(), sync_every=0)
+
+
+HOST_READS = ("__bool__", "__int__", "__float__", "__index__", "item", "tolist", "numpy")
+
+
+def count_host_reads(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """From now on, record every tensor method that copies a value to the host."""
+    reads: list[str] = []
+    for name in HOST_READS:
+        real = getattr(torch.Tensor, name)
+
+        def counted(self: torch.Tensor, *args: Any, _real: Any = real, _name: str = name) -> Any:
+            reads.append(_name)
+            return _real(self, *args)
+
+        monkeypatch.setattr(torch.Tensor, name, counted)
+    return reads
+
+
+@pytest.mark.parametrize("sync_every", [None, 8])
+def test_a_device_rollout_reads_back_once_per_sync_every_steps(
+    monkeypatch: pytest.MonkeyPatch, sync_every: int | None
+) -> None:
+    """What a GPU rollout of battle does, checked on the CPU: the simulator works without
+    asking (as ``busy`` does off the CPU), actions are checked on the device and the runner
+    asks "all ended?" every ``sync_every`` steps. None: the CPU's per-step checks."""
+    monkeypatch.setattr(terrain, "busy", lambda mask: True)
+    runner = battle_runner(sync_every, defer_checks=sync_every is not None)
+    runner.run()  # warm up: the first episode builds cached tables
+    calls = []
+    real_step = runner.env.step
+
+    def step(actions: torch.Tensor) -> Any:
+        calls.append(1)
+        return real_step(actions)
+
+    monkeypatch.setattr(runner.env, "step", step)
+    reads = count_host_reads(monkeypatch)
+    runner.run()
+    steps = len(calls)
+    assert steps >= 8
+    if sync_every is None:
+        assert len(reads) >= 2 * steps  # "all ended?" and the action check, each step
+    else:
+        # "all ended?" per 8 steps; per episode: the pending check, the mask check, t_env
+        assert len(reads) <= steps // sync_every + 3, reads

@@ -43,6 +43,7 @@ from typing import Any
 
 import torch
 
+from marl.envs.action_check import ActionCheck
 from marl.envs.base import EnvInfo, StepResult
 from marl.envs.battle.features import (
     MOVE_DIRECTIONS,
@@ -91,6 +92,9 @@ class BattleEnvConfig(SMACArgs):
     """Add +-1 game loop (uniform) to every weapon cooldown restart."""
     obs_own_pos: bool | None = None
     """Observe own x/32, y/32 (SMACv2); None: on for SMACv2 names, off for SMAC maps."""
+    defer_checks: bool | None = None
+    """Check actions on the device, read back once per episode (no per-step host wait);
+    None: on for every device but the CPU."""
 
 
 def _formation(count: int, spacing: float) -> list[tuple[float, float]]:
@@ -130,6 +134,7 @@ class BattleEnv:
         spawn_noise: float = 1.0,
         cooldown_jitter: bool = True,
         obs_own_pos: bool | None = None,
+        defer_checks: bool | None = None,
         *,
         batch_size: int,
         seed: int,
@@ -185,6 +190,7 @@ class BattleEnv:
             spec, self.tab, flags, self.move_amount, self.episode_limit, self.device
         )
         self.n_actions = self.features.n_actions
+        self._check = ActionCheck(self.n_actions, self.device, defer_checks)
         # SMAC fixes max_reward at the first reset: here per copy, from its first team.
         points = (self.tab.health_max + self.tab.shield_max)[:, self.n_agents :].sum(1)  # (B,)
         self._max_reward = self.n_enemies * self.reward_death_value + self.reward_win + points
@@ -248,6 +254,7 @@ class BattleEnv:
 
     def reset(self) -> None:
         """Start a new episode in every copy, spawn positions drawn from each copy's stream."""
+        self._check.raise_pending()
         self._units = self._spawn()
         self._t.zero_()
         self._done.zero_()
@@ -406,8 +413,10 @@ class BattleEnv:
             raise ValueError(f"actions must have shape {expected}, got {tuple(actions.shape)}.")
         actions = actions.to(device=self.device, dtype=torch.long)  # (B, N)
         live = ~self._done  # (B,)
-        self._check_actions(actions, live)
-        frozen = None if bool(live.all()) else self._units.clone()
+        actions = self._check(actions, live, self._avail())  # (B, N)
+        # Ended copies are restored after the loops; the CPU skips the copy when none ended.
+        deferred = self._check.deferred
+        frozen = self._units.clone() if deferred or not bool(live.all()) else None
         alive_before = alive(self._units)  # (B, U)
         points_before = self._units.health + self._units.shield  # (B, U)
         self._issue_orders(actions, live)
@@ -422,20 +431,6 @@ class BattleEnv:
         if self._replay is not None and bool(live[0]):
             self._record_step(shots, result)
         return result
-
-    def _check_actions(self, actions: torch.Tensor, live: torch.Tensor) -> None:
-        """Every live copy's actions must be available (SMAC asserts the same)."""
-        n_actions = self.n_actions
-        if bool(((actions < 0) | (actions >= n_actions)).any()):
-            raise ValueError(f"actions must lie in [0, {n_actions}), got {actions.tolist()}.")
-        chosen = self._avail().gather(2, actions.unsqueeze(-1)).squeeze(-1)  # (B, N)
-        bad = ~chosen & live.unsqueeze(1)  # (B, N)
-        if bool(bad.any()):
-            b, i = (int(x) for x in bad.nonzero()[0])
-            raise ValueError(
-                f"Agent {i} of env copy {b} cannot perform action {int(actions[b, i])} "
-                f"(available: {self._avail()[b, i].nonzero().flatten().tolist()})."
-            )
 
     def _issue_orders(self, actions: torch.Tensor, live: torch.Tensor) -> None:
         """Turn the agents' actions into unit orders (stop, move to a point, attack)."""
