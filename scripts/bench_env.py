@@ -16,28 +16,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import statistics
 import time
-from pathlib import Path
 
 import torch
 
 from marl.envs.battle.env import BattleEnv
+from marl.machine import run_context
 
 DEFAULT_MAPS = ["3m", "2s3z", "MMM2", "corridor", "2c_vs_64zg", "protoss_10_vs_10"]
-
-
-def machine(device: torch.device) -> str:
-    """CPU model (or GPU name), for the JSON line."""
-    if device.type == "cuda":
-        return torch.cuda.get_device_name(device)
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.exists():
-        for line in cpuinfo.read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    return platform.processor() or platform.machine()
 
 
 def _sync(device: torch.device) -> None:
@@ -89,10 +76,8 @@ def bench(
         "env_steps_per_s": round(statistics.median(live), 1),
         "copy_steps_per_s": round(statistics.median(copies), 1),
         "runs": [round(r, 1) for r in live],
-        "device": str(device),
-        "machine": machine(device),
         "torch_threads": torch.get_num_threads(),
-        "torch": torch.__version__,
+        **run_context(device),
     }
 
 

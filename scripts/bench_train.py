@@ -21,8 +21,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
-import platform
 import resource
 import statistics
 import subprocess
@@ -31,11 +29,9 @@ import tempfile
 import time
 from pathlib import Path
 
-import torch
-
-import marl
 from marl.config import compose_config
 from marl.experiment import Experiment
+from marl.machine import run_context
 
 EPYMARL_QMIX = ["algo=qmix_epymarl"]
 """EPyMARL's QMIX defaults (feed-forward agents, Adam, standardised rewards, no last action).
@@ -171,10 +167,7 @@ def main() -> None:
             t_env=runs[0]["t_env"],
             updates=runs[0]["updates"],
             repeats=args.repeats,
-            marl=marl.__version__,
-            torch=torch.__version__,
-            machine=f"{platform.machine()} {os.cpu_count()} cpus, {platform.processor() or '?'}",
-            load_avg_1m=round(os.getloadavg()[0], 2),
+            **run_context(),
         )
         print(json.dumps(result), flush=True)
 

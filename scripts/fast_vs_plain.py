@@ -16,20 +16,16 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import statistics
 import tempfile
 import time
 from collections.abc import Mapping
 from pathlib import Path
 
-import torch
-
-import marl
 from marl.config import compose_config
-from marl.experiment import Experiment
+from marl.experiment import Experiment, resolve_device
 from marl.logging.base import Logger
+from marl.machine import run_context
 
 PATHS = {"plain": ["buffer_obs_dtype=float32"], "fast": ["buffer_obs_dtype=auto"]}
 
@@ -84,10 +80,7 @@ def main() -> None:
         "seeds": args.seeds,
         **{f"{p}_mean": round(statistics.mean(v), 4) for p, v in finals.items()},
         **{f"{p}_wall_s_median": statistics.median(v) for p, v in walls.items()},
-        "marl": marl.__version__,
-        "torch": torch.__version__,
-        "machine": f"{platform.machine()} {os.cpu_count()} cpus",
-        "load_avg_1m": round(os.getloadavg()[0], 2),
+        **run_context(resolve_device(compose_config(base).device)),
     }
     print(json.dumps(summary))
 

@@ -15,19 +15,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import tempfile
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
-import torch
-
-import marl
 from marl.config import compose_config
 from marl.experiment import Experiment
 from marl.logging.base import Logger
+from marl.machine import run_context
 
 
 class TargetWatch(Logger):
@@ -86,10 +82,7 @@ def main() -> None:
                 "target": args.target,
                 "reached": watch.reached,
                 "tests": watch.tests,
-                "marl": marl.__version__,
-                "torch": torch.__version__,
-                "machine": f"{platform.machine()} {os.cpu_count()} cpus",
-                "load_avg_1m": round(os.getloadavg()[0], 2),
+                **run_context(experiment.device),
             }
         )
     )

@@ -1,0 +1,36 @@
+"""What a measurement ran on: the fields every benchmark script's JSON line ends with."""
+
+from __future__ import annotations
+
+import os
+import platform
+from pathlib import Path
+from typing import Any
+
+import torch
+
+import marl
+
+
+def processor(device: torch.device | str = "cpu") -> str:
+    """The GPU's name on CUDA, else the CPU model (from /proc/cpuinfo where there is one)."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.exists():
+        for line in cpuinfo.read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return platform.processor() or platform.machine()
+
+
+def run_context(device: torch.device | str = "cpu") -> dict[str, Any]:
+    """Versions, machine and load, so that results can be compared across commits."""
+    return {
+        "marl": marl.__version__,
+        "torch": torch.__version__,
+        "device": str(device),
+        "machine": f"{processor(device)}, {os.cpu_count()} cpus",
+        "load_avg_1m": round(os.getloadavg()[0], 2),
+    }

@@ -1,0 +1,40 @@
+"""The run context that benchmark scripts end their JSON lines with."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+import marl
+from marl import machine
+
+
+def test_run_context_names_versions_device_and_processor() -> None:
+    context = machine.run_context()
+    assert context["marl"] == marl.__version__
+    assert context["torch"] == torch.__version__
+    assert context["device"] == "cpu"
+    cpus = f", {os.cpu_count()} cpus"
+    assert context["machine"].endswith(cpus) and len(context["machine"]) > len(cpus)
+    assert context["load_avg_1m"] >= 0
+    json.dumps(context)  # goes into a JSON line as it is
+
+
+def test_processor_reads_the_cpu_model(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text("processor\t: 0\nmodel name\t: Test CPU 9000 @ 1 GHz\nflags\t: x\n")
+    real_path = machine.Path
+    monkeypatch.setattr(
+        machine, "Path", lambda p: cpuinfo if p == "/proc/cpuinfo" else real_path(p)
+    )
+    assert machine.processor("cpu") == "Test CPU 9000 @ 1 GHz"
+
+
+def test_processor_names_the_gpu_on_cuda(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda device: "NVIDIA H200")
+    assert machine.processor("cuda:0") == "NVIDIA H200"
+    assert machine.run_context("cuda:0")["machine"].startswith("NVIDIA H200, ")
