@@ -3,6 +3,7 @@
 
     python scripts/bench_train.py                     # every named config
     python scripts/bench_train.py --config qmix_two_step --repeats 5
+    python scripts/bench_train.py --config qmix_battle_3m_b64 --override device=cuda
 
 For each config it reports the median over ``--repeats`` of:
 
@@ -11,7 +12,10 @@ For each config it reports the median over ``--repeats`` of:
 - ``updates_per_s``: learner updates per second on a full sampled batch;
 - ``rollout_steps_per_s``: env steps per second of acting alone (no learning);
 - ``peak_rss_mb``: the peak resident memory of the process (each measurement runs
-  in a fresh process).
+  in a fresh process), and on a GPU ``peak_device_mb``, the most it allocated.
+
+``--override`` adds Hydra overrides to every config (``device=cuda``,
+``learner.compile=reduce-overhead``, ...); the JSON line lists them.
 
 Compare numbers only between runs on the same machine; the JSON line names it.
 """
@@ -28,6 +32,9 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
+
+import torch
 
 from marl.config import compose_config
 from marl.experiment import Experiment
@@ -105,7 +112,7 @@ CONFIGS: dict[str, list[str]] = {
 QUIET = ["logger=[jsonl]", "test_nepisode=0", "log_interval=1000000000"]
 
 
-def measure(overrides: list[str], n_updates: int) -> dict[str, float]:
+def measure(overrides: list[str], n_updates: int) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as tmp:
         cfg = compose_config([*overrides, *QUIET])
         experiment = Experiment(cfg, Path(tmp) / "train")
@@ -114,11 +121,13 @@ def measure(overrides: list[str], n_updates: int) -> dict[str, float]:
         while played < 2000:
             _, rollout = experiment.runner.run(test_mode=False)
             played += int(rollout.lengths.sum())
+        synchronize(experiment.device)
         rollout_steps_per_s = played / (time.perf_counter() - start)
         experiment.runner.t_env = 0
 
         start = time.perf_counter()
         experiment.train()
+        synchronize(experiment.device)
         train_s = time.perf_counter() - start
         out = {
             "env_steps_per_s": experiment.t_env / train_s,
@@ -131,17 +140,29 @@ def measure(overrides: list[str], n_updates: int) -> dict[str, float]:
         sample = experiment.buffer.sample(cfg.batch_size, experiment.sample_generator)
         sample = sample.slice_time(sample.max_t_filled()).to(experiment.device)
         experiment.learner.train(sample, experiment.t_env, experiment.episode)  # warm-up
+        synchronize(experiment.device)
         start = time.perf_counter()
         for _ in range(n_updates):
-            experiment.learner.train(sample, experiment.t_env, experiment.episode)
+            experiment.learner.train(sample, experiment.t_env, experiment.episode, stats=False)
+        synchronize(experiment.device)
         out["updates_per_s"] = n_updates / (time.perf_counter() - start)
+        out["device"] = str(experiment.device)
+        if experiment.device.type == "cuda":
+            out["peak_device_mb"] = torch.cuda.max_memory_allocated(experiment.device) / 2**20
     out["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return out
 
 
-def measure_in_subprocess(name: str, n_updates: int) -> dict[str, float]:
+def synchronize(device: torch.device) -> None:
+    """Wait for the device's queued work, so that a timer reads finished work."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def measure_in_subprocess(name: str, n_updates: int, overrides: list[str]) -> dict[str, Any]:
     """One measurement in a fresh process, so that peak memory is this config's alone."""
     cmd = [sys.executable, __file__, "--one", name, "--updates", str(n_updates)]
+    cmd += [f"--override={override}" for override in overrides]
     out = subprocess.run(cmd, capture_output=True, text=True, check=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
@@ -151,23 +172,27 @@ def main() -> None:
     parser.add_argument("--config", choices=sorted(CONFIGS), action="append")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--updates", type=int, default=200)
+    parser.add_argument("--override", action="append", default=[], help="Hydra override")
     parser.add_argument("--one", choices=sorted(CONFIGS), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.one:  # a child of measure_in_subprocess
         logging.disable(logging.INFO)
-        print(json.dumps(measure(CONFIGS[args.one], args.updates)))
+        print(json.dumps(measure([*CONFIGS[args.one], *args.override], args.updates)))
         return
     for name in args.config or sorted(CONFIGS):
-        runs = [measure_in_subprocess(name, args.updates) for _ in range(args.repeats)]
-        keys = ("env_steps_per_s", "updates_per_s", "rollout_steps_per_s", "train_wall_s")
-        keys += ("peak_rss_mb",)
+        runs = [
+            measure_in_subprocess(name, args.updates, args.override) for _ in range(args.repeats)
+        ]
+        keys = ["env_steps_per_s", "updates_per_s", "rollout_steps_per_s", "train_wall_s"]
+        keys += [k for k in ("peak_rss_mb", "peak_device_mb") if k in runs[0]]
         medians = {k: round(statistics.median(r[k] for r in runs), 1) for k in keys}
         result = {"config": name, **medians}
         result.update(
+            overrides=args.override,
             t_env=runs[0]["t_env"],
             updates=runs[0]["updates"],
             repeats=args.repeats,
-            **run_context(),
+            **run_context(runs[0]["device"]),
         )
         print(json.dumps(result), flush=True)
 
