@@ -61,6 +61,27 @@ def test_cached_targets_train_like_plain_ones(make_config, tmp_path: Path) -> No
     assert losses[0] and losses[0] == pytest.approx(losses[1], rel=1e-4, abs=1e-6)
 
 
+@pytest.mark.gpu
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        *([f"algo={algo}", "env=matrix"] for algo in group_options("algo")),
+        ["algo=qmix", "env=battle", "batch_size_run=8", "t_max=800"],
+        ["algo=qmix", "env=battle", "buffer_device=cpu", "learner.cache_targets=true"],
+    ],
+)
+def test_training_on_a_gpu(make_config, tmp_path: Path, overrides: list[str]) -> None:
+    """Every algorithm trains on CUDA end to end: rollouts, buffer and learner on the GPU
+    (or the buffer in host memory), with the usual metrics."""
+    run(make_config("device=cuda", *overrides), tmp_path)
+    rows = read_metrics(tmp_path)
+    keys = set().union(*rows)
+    assert {"test/return_mean", "train/return_mean", "learner/loss"} <= keys
+    losses = [row["learner/loss"] for row in rows if "learner/loss" in row]
+    assert all(loss == loss and abs(loss) < 1e9 for loss in losses)  # finite
+    assert rows[-1]["t_env"] >= 200
+
+
 def test_save_replay_on_an_env_without_replays_is_an_error(make_config, tmp_path: Path) -> None:
     run(make_config("save_model=true"), tmp_path / "train")
     cfg = make_config(f"checkpoint_path={tmp_path / 'train'}", "save_replay=true")

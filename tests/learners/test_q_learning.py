@@ -540,29 +540,44 @@ def test_state_dict_round_trip(mixer_kind: str | None, optimizer: str) -> None:
 
 # ----------------------------------------------------------------------------- torch.compile
 @pytest.mark.slow
-@pytest.mark.parametrize(("mixer_kind", "cache"), [(None, False), ("qmix", False), ("qmix", True)])
-def test_compiled_loss_gives_the_same_updates(mixer_kind: str | None, cache: bool) -> None:
-    """learner.compile=default: the same losses and weights as eager, over 3 updates
-    on batches of two different lengths (about 30 s of compiling on a CPU); with
-    ``cache`` the compiled learner also takes cached target Q-values."""
-    batches = [make_batch([5, 4, 3], [4, None, 2], seed=s) for s in (1, 2)]
+@pytest.mark.parametrize(
+    ("mixer_kind", "cache", "mode", "device"),
+    [
+        (None, False, "default", "cpu"),
+        ("qmix", False, "default", "cpu"),
+        ("qmix", True, "default", "cpu"),
+        pytest.param("qmix", False, "reduce-overhead", "cuda", marks=pytest.mark.gpu),
+        pytest.param("qmix", True, "reduce-overhead", "cuda", marks=pytest.mark.gpu),
+    ],
+)
+def test_compiled_loss_gives_the_same_updates(
+    mixer_kind: str | None, cache: bool, mode: str, device: str
+) -> None:
+    """learner.compile: the same losses and weights as eager, over 3 updates on batches
+    of two different lengths (about 30 s of compiling on a CPU); with ``cache`` the
+    compiled learner also takes cached target Q-values. ``reduce-overhead`` on a GPU
+    replays CUDA graphs."""
+    batches = [make_batch([5, 4, 3], [4, None, 2], seed=s).to(device) for s in (1, 2)]
     batches.append(batches[0].slice_time(3))
     slots = [torch.arange(3), torch.arange(3, 6), torch.arange(3)]  # the third: batch 1 again
-    eager_learner = QLearner(make_mac(0), make_mixer(mixer_kind, 0), optimizer="adam")
-    compiled_learner = QLearner(
-        make_mac(0),
-        make_mixer(mixer_kind, 0),
-        optimizer="adam",
-        compile="default",
-        cache_targets=cache,
-    )
+
+    def learner(compile: str | None) -> QLearner:
+        mixer = make_mixer(mixer_kind, 0)
+        return QLearner(
+            make_mac(0).to(device),
+            None if mixer is None else mixer.to(device),
+            optimizer="adam",
+            compile=compile,
+            cache_targets=cache and compile is not None,
+        )
+
+    eager_learner, compiled_learner = learner(None), learner(mode)
     compiled_learner.use_target_cache(capacity=6, max_seq_length=5)
-    learners = [eager_learner, compiled_learner]
     for episode, (batch, where) in enumerate(zip(batches, slots, strict=True)):
         eager = eager_learner.train(batch, 0, episode)
         compiled = compiled_learner.train(batch, 0, episode, slots=where)
         assert compiled["learner/loss"] == pytest.approx(eager["learner/loss"], rel=1e-5)
-    torch.testing.assert_close(flat_params(learners[1].mac), flat_params(learners[0].mac))
+    torch.testing.assert_close(flat_params(compiled_learner.mac), flat_params(eager_learner.mac))
 
 
 def test_unknown_compile_mode_is_a_usage_error() -> None:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -352,15 +354,19 @@ def test_sync_every_defaults_and_must_be_positive() -> None:
 
 
 HOST_READS = ("__bool__", "__int__", "__float__", "__index__", "item", "tolist", "numpy")
+DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.gpu)]
 
 
-def count_host_reads(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """From now on, record every tensor method that copies a value to the host."""
+def count_host_reads(monkeypatch: pytest.MonkeyPatch, fail: bool = False) -> list[str]:
+    """From now on, record every tensor method that copies a value to the host (``fail``:
+    raise at the first instead)."""
     reads: list[str] = []
     for name in HOST_READS:
         real = getattr(torch.Tensor, name)
 
         def counted(self: torch.Tensor, *args: Any, _real: Any = real, _name: str = name) -> Any:
+            if fail:
+                raise AssertionError(f"a per-step call read a tensor back with {_name}")
             reads.append(_name)
             return _real(self, *args)
 
@@ -368,30 +374,91 @@ def count_host_reads(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     return reads
 
 
-@pytest.mark.parametrize("sync_every", [None, 8])
-def test_a_device_rollout_reads_back_once_per_sync_every_steps(
-    monkeypatch: pytest.MonkeyPatch, sync_every: int | None
-) -> None:
-    """What a GPU rollout of battle does, checked on the CPU: the simulator works without
-    asking (as ``busy`` does off the CPU), actions are checked on the device and the runner
-    asks "all ended?" every ``sync_every`` steps. None: the CPU's per-step checks."""
-    monkeypatch.setattr(terrain, "busy", lambda mask: True)
-    runner = battle_runner(sync_every, defer_checks=sync_every is not None)
+def device_rollout(device: str, monkeypatch: pytest.MonkeyPatch) -> EpisodeRunner:
+    """A battle 3m runner (B = 64) as it runs on ``device`` with default settings; on the
+    CPU set up the way it runs on a GPU: the simulator works without asking (as ``busy``
+    does off the CPU), actions are checked on the device, "all ended?" read every 8 steps."""
+    on_cpu = device == "cpu"
+    if on_cpu:
+        monkeypatch.setattr(terrain, "busy", lambda mask: True)
+    env = BattleEnv("3m", batch_size=64, seed=0, device=device, defer_checks=on_cpu or None)
+    torch.manual_seed(0)
+    mac = MultiAgentController(functools.partial(RNNAgent, hidden_dim=8), env.get_env_info())
+    mac.to(device)
+    gen = torch.Generator(device=device)
+    gen.manual_seed(0)
+    runner = EpisodeRunner(
+        env, mac, EpsilonGreedy(1.0, 1.0, 1), gen, sync_every=8 if on_cpu else None
+    )
+    assert runner.sync_every == 8 and env._check.deferred  # the defaults off the CPU
     runner.run()  # warm up: the first episode builds cached tables
+    return runner
+
+
+@contextlib.contextmanager
+def no_host_sync(device: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Inside, waiting for the device is an error: CUDA's sync debug mode on a GPU, the
+    tensor methods that read values back on the CPU."""
+    if device == "cpu":
+        with monkeypatch.context() as patch:
+            count_host_reads(patch, fail=True)
+            yield
+        return
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        yield
+    finally:
+        torch.cuda.set_sync_debug_mode(0)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_per_step_calls_never_wait_for_the_device(
+    monkeypatch: pytest.MonkeyPatch, device: str
+) -> None:
+    """The policy, action selection and the env's step and views run without a host sync."""
+    runner = device_rollout(device, monkeypatch)
+    targets = [
+        (runner.env, ("step", "obs", "state", "avail_actions")),
+        (runner.mac, ("step",)),
+        (runner.action_selector, ("select",)),
+    ]
     calls = []
+    for owner, names in targets:
+        for name in names:
+            real = getattr(owner, name)
+
+            def guarded(*args: Any, _real: Any = real, _name: str = name) -> Any:
+                calls.append(_name)
+                with no_host_sync(device, monkeypatch):
+                    return _real(*args)
+
+            monkeypatch.setattr(owner, name, guarded)
+    runner.run()
+    assert calls.count("step") >= 2 * 8  # env and policy steps, over at least 8 steps
+
+
+def test_a_device_rollout_reads_back_once_per_sync_every_steps(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """On the CPU set up as on a GPU: 3 reads per episode plus one per 8 steps."""
+    runner = device_rollout("cpu", monkeypatch)
+    steps = []
     real_step = runner.env.step
-
-    def step(actions: torch.Tensor) -> Any:
-        calls.append(1)
-        return real_step(actions)
-
-    monkeypatch.setattr(runner.env, "step", step)
+    monkeypatch.setattr(runner.env, "step", lambda actions: steps.append(1) or real_step(actions))
     reads = count_host_reads(monkeypatch)
     runner.run()
-    steps = len(calls)
-    assert steps >= 8
-    if sync_every is None:
-        assert len(reads) >= 2 * steps  # "all ended?" and the action check, each step
-    else:
-        # "all ended?" per 8 steps; per episode: the pending check, the mask check, t_env
-        assert len(reads) <= steps // sync_every + 3, reads
+    assert len(steps) >= 8
+    # "all ended?" per 8 steps; per episode: the pending action check, the mask check, t_env
+    assert len(reads) <= len(steps) // 8 + 3, reads
+
+
+def test_cpu_defaults_read_back_every_step(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The counter sees the CPU's per-step reads ("all ended?" and the action check)."""
+    runner = battle_runner(None)
+    runner.run()
+    steps = []
+    real_step = runner.env.step
+    monkeypatch.setattr(runner.env, "step", lambda actions: steps.append(1) or real_step(actions))
+    reads = count_host_reads(monkeypatch)
+    runner.run()
+    assert len(reads) >= 2 * len(steps) >= 16
