@@ -191,7 +191,7 @@ class QLearner:
         valid = valid_transitions(batch)  # (B, T, 1) bool
         mask = valid.float()  # (B, T, 1)
         if self.reward_stats is not None:
-            self.reward_stats.update(rewards[valid])
+            self.reward_stats.update(rewards, valid)
             rewards = self.reward_stats.standardise(rewards)  # (B, T, 1)
 
         # 2-5. Q-VALUES, TARGETS AND LOSS (compiled with `compile`)
