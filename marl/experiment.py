@@ -218,8 +218,8 @@ class Experiment:
                     log_due = self.t_env - counters.last_learner_log_t >= cfg.learner_log_interval
                     for i in range(cfg.updates_per_rollout):
                         slots = self.buffer.sample_slots(cfg.batch_size, self.sample_generator)
-                        sample = self.buffer.episodes(slots)
-                        sample = sample.slice_time(sample.max_t_filled()).to(self.device)
+                        longest = self.buffer.longest(slots)
+                        sample = self.buffer.episodes(slots, longest).to(self.device)
                         last = i == cfg.updates_per_rollout - 1
                         learner_stats = self.learner.train(
                             sample, self.t_env, self.episode, stats=log_due and last, slots=slots

@@ -37,6 +37,9 @@ class EpisodeReplayBuffer:
         self._storage = EpisodeBatch(scheme, self.capacity, self.max_seq_length, self.device)
         self._pos = 0  # slot the next episode goes to
         self._size = 0  # episodes stored
+        # (C,) on the CPU: 1 + each slot's last filled step, so that trimming a sample to
+        # its longest episode reads nothing back from the device
+        self._lengths = torch.zeros(self.capacity, dtype=torch.long)
 
     def __len__(self) -> int:
         """Number of episodes stored."""
@@ -71,16 +74,18 @@ class EpisodeReplayBuffer:
 
     def insert(self, batch: EpisodeBatch) -> torch.Tensor:
         """Append ``batch``'s episodes in ring order; only the last ``capacity`` are kept
-        when the batch is larger than the buffer. Returns the slots written (kept,)."""
+        when the batch is larger than the buffer. Returns the slots written (kept,), on
+        the CPU."""
         self._check_layout(batch)
         n = batch.batch_size
         if n == 0:
-            return torch.zeros(0, dtype=torch.long, device=self.device)
+            return torch.zeros(0, dtype=torch.long)
         kept = min(n, self.capacity)
-        offsets = torch.arange(n - kept, n, device=self.device)  # (kept,)
-        slots = (self._pos + offsets) % self.capacity  # (kept,) distinct
+        slots = (self._pos + torch.arange(n - kept, n)) % self.capacity  # (kept,) distinct
+        index = slots.to(self.device)  # (kept,)
         for name, tensor in batch.data.items():
-            self._storage.data[name][slots] = tensor[n - kept :].to(self.device)  # (kept, T, ...)
+            self._storage.data[name][index] = tensor[n - kept :].to(self.device)  # (kept, T, ...)
+        self._lengths[slots] = filled_lengths(batch.data[FILLED][n - kept :]).cpu()
         self._pos = (self._pos + n) % self.capacity
         self._size = min(self._size + n, self.capacity)
         return slots
@@ -95,15 +100,21 @@ class EpisodeReplayBuffer:
 
     def sample_slots(self, n: int, generator: torch.Generator) -> torch.Tensor:
         """The slots (n,) of ``n`` distinct stored episodes drawn uniformly (what `sample`
-        draws)."""
+        draws), on the CPU."""
         if n < 1 or n > self._size:
             raise ValueError(f"Cannot sample {n} episodes from a buffer holding {self._size}.")
-        perm = torch.randperm(self._size, generator=generator)[:n]  # (n,) on CPU
-        return perm.to(self.device)
+        return torch.randperm(self._size, generator=generator)[:n]  # (n,)
 
-    def episodes(self, slots: torch.Tensor) -> EpisodeBatch:
-        """The episodes stored in ``slots`` (n,), a copy."""
-        return self._storage.index(slots)
+    def longest(self, slots: torch.Tensor) -> int:
+        """1 + the last filled step of the longest episode in ``slots`` (n,), without
+        reading the device (what ``max_t_filled`` of their batch returns)."""
+        return int(self._lengths[slots.cpu()].max()) if len(slots) else 0
+
+    def episodes(self, slots: torch.Tensor, t_end: int | None = None) -> EpisodeBatch:
+        """The episodes stored in ``slots`` (n,), a copy of their first ``t_end`` steps
+        (None: all ``max_seq_length``)."""
+        stored = self._storage if t_end is None else self._storage.slice_time(t_end)
+        return stored.index(slots.to(self.device))
 
     def state_dict(self) -> dict[str, Any]:
         """The stored episodes (CPU tensors, copies) plus the ring position and size.
@@ -155,8 +166,16 @@ class EpisodeReplayBuffer:
         for name in names:
             self._storage.data[name].zero_()
             self._storage.data[name][:size] = data[name].to(self.device)
+        self._lengths.zero_()
+        self._lengths[:size] = filled_lengths(data[FILLED]).cpu()
         self._size, self._pos = size, pos
 
     def nbytes(self) -> int:
         """Bytes of the buffer's storage tensors."""
         return self._storage.nbytes()
+
+
+def filled_lengths(filled: torch.Tensor) -> torch.Tensor:
+    """1 + the last filled step of each episode (0: none), from filled (B, T, 1) bool."""
+    steps = torch.arange(1, filled.shape[1] + 1, device=filled.device)  # (T,)
+    return (filled[..., 0] * steps).amax(1)  # (B,)

@@ -158,3 +158,29 @@ def test_3s5z_buffer_is_under_a_quarter_of_dense_float32() -> None:
     assert scheme.nbytes_per_step() <= dense / 4
     buffer = EpisodeReplayBuffer(scheme, capacity=4, max_seq_length=info.episode_limit + 1)
     assert buffer.nbytes() == scheme.nbytes_per_step() * 4 * (info.episode_limit + 1)
+
+
+def test_longest_and_trimmed_episodes_need_no_device_read() -> None:
+    """`longest` comes from lengths kept on the CPU at insert (and load); `episodes` with
+    ``t_end`` equals the full episodes sliced, as training used to do."""
+    buffer = EpisodeReplayBuffer(small_scheme(), capacity=5, max_seq_length=T)
+    for first in (0, 2, 4, 6):  # wraps around; episode id i has length 1 + i % T
+        buffer.insert(episodes(first, 2))
+    gen = torch.Generator().manual_seed(3)
+    for _ in range(5):
+        slots = buffer.sample_slots(2, gen)
+        assert slots.device.type == "cpu"
+        full = buffer.episodes(slots)
+        longest = buffer.longest(slots)
+        assert longest == full.max_t_filled()
+        trimmed = buffer.episodes(slots, longest)
+        assert trimmed.max_seq_length == longest
+        for name in full.data:
+            assert torch.equal(trimmed[name], full.slice_time(longest)[name]), name
+    restored = EpisodeReplayBuffer(small_scheme(), capacity=5, max_seq_length=T)
+    restored.load_state_dict(buffer.state_dict())
+    every = torch.arange(5)
+    assert restored.longest(every) == buffer.longest(every) == T
+    assert [restored.longest(torch.tensor([i])) for i in range(5)] == [
+        1 + i % T for i in stored_ids(buffer)
+    ]
