@@ -75,8 +75,9 @@ def test_preempted_job_requeues_and_resumes_exactly(tmp_path: Path) -> None:
     # The uninterrupted reference runs here meanwhile.
     reference = tmp_path / "reference"
     ref = marl_train([*train, f"hydra.run.dir={reference}"], tmp_path, stdout=subprocess.DEVNULL)
-    assert ref.wait(timeout=300) == 0
 
+    # Preempt the job at its second checkpoint, while most of its run is still ahead
+    # (waiting for the reference first let a fast job finish before the signal).
     deadline, signalled = time.time() + 240, False
     while time.time() < deadline and not signalled:
         runs = job_dirs(tmp_path)
@@ -84,8 +85,9 @@ def test_preempted_job_requeues_and_resumes_exactly(tmp_path: Path) -> None:
         if runs and job and len(list_steps(runs[0] / "checkpoints")[0]) >= 2:
             subprocess.run(["scancel", "-s", "USR2", job], check=True)
             signalled = True
-        time.sleep(0.3)
+        time.sleep(0.1)
     assert signalled, "the job never got to its second checkpoint"
+    assert ref.wait(timeout=300) == 0
     out, _ = sweep.communicate(timeout=400)
     assert sweep.returncode == 0, out
 
