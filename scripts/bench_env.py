@@ -63,16 +63,22 @@ def run(env: BattleEnv, gen: torch.Generator, seconds: float) -> tuple[float, fl
 
 
 def bench(
-    map_name: str, batch_size: int, device: torch.device, seconds: float, repeats: int
+    map_name: str,
+    batch_size: int,
+    device: torch.device,
+    seconds: float,
+    repeats: int,
+    compile: bool = False,
 ) -> dict[str, object]:
-    env = BattleEnv(map_name, batch_size=batch_size, seed=0, device=device)
+    env = BattleEnv(map_name, batch_size=batch_size, seed=0, device=device, compile=compile)
     gen = torch.Generator(device=device).manual_seed(0)
-    run(env, gen, 0.0)  # warm-up: one episode batch
+    run(env, gen, 0.0)  # warm-up: one episode batch (and the compiling)
     runs = [run(env, gen, seconds) for _ in range(repeats)]
     live, copies = [r[0] for r in runs], [r[1] for r in runs]
     return {
         "map": map_name,
         "batch_size": batch_size,
+        "compile": compile,
         "env_steps_per_s": round(statistics.median(live), 1),
         "copy_steps_per_s": round(statistics.median(copies), 1),
         "runs": [round(r, 1) for r in live],
@@ -89,12 +95,14 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=1.0, help="minimum time per run")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads")
+    parser.add_argument("--compile", action="store_true", help="torch.compile the game loop")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     for map_name in args.maps:
         for b in args.batch:
-            print(json.dumps(bench(map_name, b, device, args.seconds, args.repeats)), flush=True)
+            result = bench(map_name, b, device, args.seconds, args.repeats, args.compile)
+            print(json.dumps(result), flush=True)
 
 
 if __name__ == "__main__":

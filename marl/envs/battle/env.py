@@ -95,6 +95,9 @@ class BattleEnvConfig(SMACArgs):
     defer_checks: bool | None = None
     """Check actions on the device, read back once per episode (no per-step host wait);
     None: on for every device but the CPU."""
+    compile: bool = False
+    """torch.compile the game loop (fused kernels; about 6 s of compiling, then the env
+    steps 2-2.4x faster on a CPU). Needs a C++ compiler on the CPU."""
 
 
 def _formation(count: int, spacing: float) -> list[tuple[float, float]]:
@@ -135,6 +138,7 @@ class BattleEnv:
         cooldown_jitter: bool = True,
         obs_own_pos: bool | None = None,
         defer_checks: bool | None = None,
+        compile: bool = False,
         *,
         batch_size: int,
         seed: int,
@@ -191,6 +195,7 @@ class BattleEnv:
         )
         self.n_actions = self.features.n_actions
         self._check = ActionCheck(self.n_actions, self.device, defer_checks)
+        self._game_loop = torch.compile(game_loop, dynamic=False) if compile else game_loop
         # SMAC fixes max_reward at the first reset: here per copy, from its first team.
         points = (self.tab.health_max + self.tab.shield_max)[:, self.n_agents :].sum(1)  # (B,)
         self._max_reward = self.n_enemies * self.reward_death_value + self.reward_win + points
@@ -457,7 +462,7 @@ class BattleEnv:
             restart = restart + (draws * 2 - 1) * COOLDOWN_JITTER  # (B, L, U)
         shots = torch.full((b, u), NO_TARGET, device=self.device)  # (B, U)
         for loop in range(loops):
-            fired = game_loop(self._units, self.tab, restart[:, loop])  # (B, U)
+            fired = self._game_loop(self._units, self.tab, restart[:, loop])  # (B, U)
             if self._replay is not None:
                 shots = torch.where(fired >= 0, fired, shots)  # (B, U)
         return shots

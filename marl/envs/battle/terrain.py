@@ -33,10 +33,11 @@ INSIDE_EPS = 1e-4  # a centre this close outside a shrunk region still counts as
 def busy(mask: torch.Tensor) -> bool:
     """Whether work on ``mask``'s units is needed: on the CPU only if any is set.
 
-    On an accelerator the work is always done (reading the mask would synchronise);
-    skipping it on the CPU gives the same result (tests check both ways).
+    On an accelerator, and inside ``torch.compile``, the work is always done (reading
+    the mask would synchronise, or break the compiled graph); skipping it on the CPU
+    gives the same result (tests check both ways).
     """
-    return mask.device.type != "cpu" or bool(mask.any())
+    return mask.device.type != "cpu" or torch.compiler.is_compiling() or bool(mask.any())
 
 
 @dataclass(frozen=True)
