@@ -9,8 +9,11 @@ For each config it reports the median over ``--repeats`` of:
 
 - ``env_steps_per_s``: env steps per second of the whole training loop
   (acting, buffer, learner updates; tests and checkpoints off);
-- ``updates_per_s``: learner updates per second on a full sampled batch;
-- ``rollout_steps_per_s``: env steps per second of acting alone (no learning);
+- ``updates_per_s``: learner updates per second as training makes them, each on a
+  batch freshly sampled from the final buffer (sampling included; with
+  ``learner.cache_targets`` the cache is used, and no target update clears it);
+- ``rollout_steps_per_s``: env steps per second of acting alone (no learning; after
+  one untimed batch, which also compiles a compiled env);
 - ``peak_rss_mb``: the peak resident memory of the process (each measurement runs
   in a fresh process), and on a GPU ``peak_device_mb``, the most it allocated.
 
@@ -117,6 +120,8 @@ def measure(overrides: list[str], n_updates: int) -> dict[str, Any]:
         cfg = compose_config([*overrides, *QUIET])
         experiment = Experiment(cfg, Path(tmp) / "train")
         # Acting alone first (training closes the env at its end); t_env stays 0 after.
+        experiment.runner.run(test_mode=False)  # untimed: first-call work and compiling
+        synchronize(experiment.device)
         played, start = 0, time.perf_counter()
         while played < 2000:
             _, rollout = experiment.runner.run(test_mode=False)
@@ -137,13 +142,11 @@ def measure(overrides: list[str], n_updates: int) -> dict[str, Any]:
             "rollout_steps_per_s": rollout_steps_per_s,
         }
 
-        sample = experiment.buffer.sample(cfg.batch_size, experiment.sample_generator)
-        sample = sample.slice_time(sample.max_t_filled()).to(experiment.device)
-        experiment.learner.train(sample, experiment.t_env, experiment.episode)  # warm-up
+        update(experiment, cfg.batch_size)  # warm-up
         synchronize(experiment.device)
         start = time.perf_counter()
         for _ in range(n_updates):
-            experiment.learner.train(sample, experiment.t_env, experiment.episode, stats=False)
+            update(experiment, cfg.batch_size)
         synchronize(experiment.device)
         out["updates_per_s"] = n_updates / (time.perf_counter() - start)
         out["device"] = str(experiment.device)
@@ -151,6 +154,14 @@ def measure(overrides: list[str], n_updates: int) -> dict[str, Any]:
             out["peak_device_mb"] = torch.cuda.max_memory_allocated(experiment.device) / 2**20
     out["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return out
+
+
+def update(experiment: Experiment, batch_size: int) -> None:
+    """One learner update on a fresh sample, as the training loop makes it."""
+    buffer = experiment.buffer
+    slots = buffer.sample_slots(batch_size, experiment.sample_generator)
+    sample = buffer.episodes(slots, buffer.longest(slots)).to(experiment.device)
+    experiment.learner.train(sample, experiment.t_env, experiment.episode, stats=False, slots=slots)
 
 
 def synchronize(device: torch.device) -> None:
