@@ -75,6 +75,13 @@ CONFIGS: dict[str, list[str]] = {
     "qmix_battle_3m_b1": ["algo=qmix", "env=battle", "batch_size_run=1", "t_max=20000"],
     "qmix_battle_3m_b8": ["algo=qmix", "env=battle", "batch_size_run=8", "t_max=50000"],
     "qmix_battle_3m_b64": ["algo=qmix", "env=battle", "batch_size_run=64", "t_max=200000"],
+    "qmix_battle_3m_b8_compile": [
+        "algo=qmix",
+        "env=battle",
+        "env.compile=true",
+        "batch_size_run=8",
+        "t_max=50000",
+    ],
     "qmix_battle_3s5z_b1": [
         "algo=qmix",
         "env=battle",
@@ -86,6 +93,14 @@ CONFIGS: dict[str, list[str]] = {
         "algo=qmix",
         "env=battle",
         "env.map_name=3s5z",
+        "batch_size_run=8",
+        "t_max=50000",
+    ],
+    "qmix_battle_3s5z_b8_compile": [
+        "algo=qmix",
+        "env=battle",
+        "env.map_name=3s5z",
+        "env.compile=true",
         "batch_size_run=8",
         "t_max=50000",
     ],
