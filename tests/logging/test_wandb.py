@@ -66,8 +66,8 @@ def offline_runs(run_dir: Path) -> list[Path]:
 def logged_bytes(run_folder: Path, *keys: bytes, timeout: float = 30.0) -> bytes:
     """The offline run's record file (protobuf; string keys appear verbatim).
 
-    W&B's service can finish writing the file just after ``run.finish()`` returns (seen about
-    once in 100 runs on a loaded 2-core machine), so wait up to ``timeout`` for ``keys``.
+    W&B's service can finish writing the file just after ``run.finish()`` returns (seen once
+    in about 50 runs on a 2-core machine), so wait up to ``timeout`` for ``keys``.
     """
     deadline = time.monotonic() + timeout
     while True:
