@@ -217,13 +217,8 @@ class Experiment:
                 if self.buffer.can_sample(cfg.batch_size):
                     log_due = self.t_env - counters.last_learner_log_t >= cfg.learner_log_interval
                     for i in range(cfg.updates_per_rollout):
-                        slots = self.buffer.sample_slots(cfg.batch_size, self.sample_generator)
-                        longest = self.buffer.longest(slots)
-                        sample = self.buffer.episodes(slots, longest).to(self.device)
                         last = i == cfg.updates_per_rollout - 1
-                        learner_stats = self.learner.train(
-                            sample, self.t_env, self.episode, stats=log_due and last, slots=slots
-                        )
+                        learner_stats = self.update(stats=log_due and last)
                     if log_due:
                         self.loggers.log(learner_stats, self.t_env)
                         counters.last_learner_log_t = self.t_env
@@ -251,6 +246,13 @@ class Experiment:
         finally:
             self.loggers.close()
             self.env.close()
+
+    def update(self, stats: bool) -> dict[str, float]:
+        """One learner update on ``batch_size`` episodes sampled from the buffer, cut to
+        the longest of them; returns the update's stats when ``stats``."""
+        slots = self.buffer.sample_slots(self.cfg.batch_size, self.sample_generator)
+        sample = self.buffer.episodes(slots, self.buffer.longest(slots)).to(self.device)
+        return self.learner.train(sample, self.t_env, self.episode, stats=stats, slots=slots)
 
     def train_summary(self) -> dict[str, float]:
         """Training-episode stats since the last log, plus counters and wall-clock rates."""

@@ -1,4 +1,5 @@
-"""What a measurement ran on: the fields every benchmark script's JSON line ends with."""
+"""For measurements: what they ran on (the fields every benchmark script's JSON line
+ends with), and waiting for the device before a timer is read."""
 
 from __future__ import annotations
 
@@ -34,3 +35,10 @@ def run_context(device: torch.device | str = "cpu") -> dict[str, Any]:
         "machine": f"{processor(device)}, {os.cpu_count()} cpus",
         "load_avg_1m": round(os.getloadavg()[0], 2),
     }
+
+
+def synchronize(device: torch.device | str) -> None:
+    """Wait for the device's queued work, so that a timer reads finished work."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)

@@ -22,14 +22,9 @@ import time
 import torch
 
 from marl.envs.battle.env import BattleEnv
-from marl.machine import run_context
+from marl.machine import run_context, synchronize
 
 DEFAULT_MAPS = ["3m", "2s3z", "MMM2", "corridor", "2c_vs_64zg", "protoss_10_vs_10"]
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 def run(env: BattleEnv, gen: torch.Generator, seconds: float) -> tuple[float, float]:
@@ -42,7 +37,7 @@ def run(env: BattleEnv, gen: torch.Generator, seconds: float) -> tuple[float, fl
     dev = env.device
     live = torch.zeros((), dtype=torch.long, device=dev)
     steps = 0
-    _sync(dev)
+    synchronize(dev)
     start = time.perf_counter()
     while True:
         env.reset()
@@ -57,7 +52,7 @@ def run(env: BattleEnv, gen: torch.Generator, seconds: float) -> tuple[float, fl
             steps += 1
         if time.perf_counter() - start >= seconds:
             break
-    _sync(dev)
+    synchronize(dev)
     elapsed = time.perf_counter() - start
     return int(live) / elapsed, steps * env.batch_size / elapsed
 

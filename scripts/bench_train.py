@@ -41,7 +41,7 @@ import torch
 
 from marl.config import compose_config
 from marl.experiment import Experiment
-from marl.machine import run_context
+from marl.machine import run_context, synchronize
 
 EPYMARL_QMIX = ["algo=qmix_epymarl"]
 """EPyMARL's QMIX defaults (feed-forward agents, Adam, standardised rewards, no last action).
@@ -157,11 +157,11 @@ def measure(overrides: list[str], n_updates: int) -> dict[str, Any]:
             "rollout_steps_per_s": rollout_steps_per_s,
         }
 
-        update(experiment, cfg.batch_size)  # warm-up
+        experiment.update(stats=False)  # warm-up
         synchronize(experiment.device)
         start = time.perf_counter()
         for _ in range(n_updates):
-            update(experiment, cfg.batch_size)
+            experiment.update(stats=False)
         synchronize(experiment.device)
         out["updates_per_s"] = n_updates / (time.perf_counter() - start)
         out["device"] = str(experiment.device)
@@ -169,20 +169,6 @@ def measure(overrides: list[str], n_updates: int) -> dict[str, Any]:
             out["peak_device_mb"] = torch.cuda.max_memory_allocated(experiment.device) / 2**20
     out["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return out
-
-
-def update(experiment: Experiment, batch_size: int) -> None:
-    """One learner update on a fresh sample, as the training loop makes it."""
-    buffer = experiment.buffer
-    slots = buffer.sample_slots(batch_size, experiment.sample_generator)
-    sample = buffer.episodes(slots, buffer.longest(slots)).to(experiment.device)
-    experiment.learner.train(sample, experiment.t_env, experiment.episode, stats=False, slots=slots)
-
-
-def synchronize(device: torch.device) -> None:
-    """Wait for the device's queued work, so that a timer reads finished work."""
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 def measure_in_subprocess(name: str, n_updates: int, overrides: list[str]) -> dict[str, Any]:
