@@ -1,9 +1,11 @@
-"""Shared fixtures: compose marl's config the way `marl-train` does."""
+"""Shared fixtures and helpers: compose marl's config the way `marl-train` does, skip
+`gpu` tests without CUDA, count reads back to the host."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -17,6 +19,26 @@ CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
 def group_options(group: str) -> list[str]:
     """Every option of a config group, from the files in conf/<group>/."""
     return sorted(p.stem for p in (CONF_DIR / group).glob("*.yaml"))
+
+
+HOST_READS = ("__bool__", "__int__", "__float__", "__index__", "item", "tolist", "numpy")
+
+
+def count_host_reads(monkeypatch: pytest.MonkeyPatch, fail: bool = False) -> list[str]:
+    """From now on, record every tensor method that copies a value to the host (``fail``:
+    raise at the first instead): what waits for the device off the CPU."""
+    reads: list[str] = []
+    for name in HOST_READS:
+        real = getattr(torch.Tensor, name)
+
+        def counted(self: torch.Tensor, *args: Any, _real: Any = real, _name: str = name) -> Any:
+            if fail:
+                raise AssertionError(f"read a tensor back to the host with {_name}")
+            reads.append(_name)
+            return _real(self, *args)
+
+        monkeypatch.setattr(torch.Tensor, name, counted)
+    return reads
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -175,6 +175,7 @@ def test_cli_trains_from_any_directory(tmp_path: Path) -> None:
         (["checkpoint_path=/no/such/run"], "does not exist"),
         (["batch_size=64", "buffer_size=32"], "exceeds buffer_size"),
         (["updates_per_rollout=0"], "updates_per_rollout must be at least 1"),
+        (["runner.sync_every=0"], "runner.sync_every must be at least 1"),
         (["test_nepisode=-1"], "test_nepisode must be at least"),
         (["learner.cache_targets=true", "learner.tau=0.01"], "needs hard target updates"),
         (["buffer_obs_dtype=int4"], "buffer_obs_dtype must be one of"),

@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from marl.ops.running_stats import RunningMeanStd
+from tests.conftest import count_host_reads
 
 
 def test_matches_moments_of_all_values() -> None:
@@ -66,12 +67,7 @@ def test_update_and_standardise_never_read_back(monkeypatch: pytest.MonkeyPatch)
     """No host read per learner update, so a GPU learner does not wait for the device."""
     stats = RunningMeanStd()
     stats.load_state_dict({"count": 2, "mean": 2.0, "var": 1.0})
-
-    def read(*args: object) -> None:
-        raise AssertionError("read a tensor back to the host")
-
-    for name in ("__bool__", "__int__", "__float__", "item", "tolist"):
-        monkeypatch.setattr(torch.Tensor, name, read)
+    count_host_reads(monkeypatch, fail=True)
     stats.update(torch.tensor([[1.0, 3.0]]), torch.tensor([[True, False]]))
     out = stats.standardise(torch.tensor([1.0]))
     monkeypatch.undo()

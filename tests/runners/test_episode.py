@@ -20,6 +20,7 @@ from marl.errors import UsageError
 from marl.exploration.epsilon_greedy import EpsilonGreedy
 from marl.modules.agents.rnn import RNNAgent
 from marl.runners.episode import EpisodeRunner, storage_dtype, transition_scheme
+from tests.conftest import count_host_reads
 
 B = 4  # env copies
 ROUNDS = 2  # two_step with 2 rounds: episode_limit 4
@@ -353,25 +354,7 @@ def test_sync_every_defaults_and_must_be_positive() -> None:
         EpisodeRunner(env, mac, EpsilonGreedy(1.0, 1.0, 1), torch.Generator(), sync_every=0)
 
 
-HOST_READS = ("__bool__", "__int__", "__float__", "__index__", "item", "tolist", "numpy")
 DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.gpu)]
-
-
-def count_host_reads(monkeypatch: pytest.MonkeyPatch, fail: bool = False) -> list[str]:
-    """From now on, record every tensor method that copies a value to the host (``fail``:
-    raise at the first instead)."""
-    reads: list[str] = []
-    for name in HOST_READS:
-        real = getattr(torch.Tensor, name)
-
-        def counted(self: torch.Tensor, *args: Any, _real: Any = real, _name: str = name) -> Any:
-            if fail:
-                raise AssertionError(f"a per-step call read a tensor back with {_name}")
-            reads.append(_name)
-            return _real(self, *args)
-
-        monkeypatch.setattr(torch.Tensor, name, counted)
-    return reads
 
 
 def device_rollout(device: str, monkeypatch: pytest.MonkeyPatch) -> EpisodeRunner:
