@@ -89,7 +89,10 @@ class TrainConfig:
     device: str = "cpu"
     """cpu | cuda | cuda:<i> | auto (cuda when available)."""
     torch_threads: int = 1
-    """torch intra-op threads; 1 is fastest for the small networks of MARL on CPU."""
+    """torch intra-op threads for acting; 1 is fastest for one step's tiny tensors on CPU."""
+    learner_threads: int | None = None
+    """torch intra-op threads during learner updates, whose batches are big enough to
+    share (the env waits meanwhile); null: every CPU the process may use."""
     batch_size_run: int = 8
     """Env copies stepped together (episodes per runner batch)."""
     batch_size: int = 32

@@ -42,6 +42,7 @@ from marl.envs.base import ReplayEnv, SMACInfoEnv
 from marl.errors import UsageError
 from marl.logging.base import LoggerGroup, RunInfo
 from marl.logging.stats import EpisodeStats
+from marl.machine import torch_threads, usable_cpus
 from marl.seeding import generator, global_rng_state, seed_everything, set_global_rng_state
 
 log = logging.getLogger("marl")
@@ -71,6 +72,7 @@ def check_run_settings(cfg: DictConfig) -> None:
             "the learner could never sample."
         )
     counts = ("t_max", "batch_size", "buffer_size", "batch_size_run", "updates_per_rollout")
+    counts += ("torch_threads",) + (("learner_threads",) if cfg.learner_threads is not None else ())
     for key in counts:
         if cfg[key] < 1:
             raise UsageError(f"{key} must be at least 1, got {cfg[key]}.")
@@ -107,6 +109,7 @@ class Experiment:
         run_dir.mkdir(parents=True, exist_ok=True)
         seed_everything(cfg.seed)
         torch.set_num_threads(cfg.torch_threads)
+        self.learner_threads = cfg.learner_threads or usable_cpus()
         self.device = resolve_device(cfg.device)
 
         self.env = instantiate(
@@ -252,7 +255,8 @@ class Experiment:
         the longest of them; returns the update's stats when ``stats``."""
         slots = self.buffer.sample_slots(self.cfg.batch_size, self.sample_generator)
         sample = self.buffer.episodes(slots, self.buffer.longest(slots)).to(self.device)
-        return self.learner.train(sample, self.t_env, self.episode, stats=stats, slots=slots)
+        with torch_threads(self.learner_threads):
+            return self.learner.train(sample, self.t_env, self.episode, stats=stats, slots=slots)
 
     def train_summary(self) -> dict[str, float]:
         """Training-episode stats since the last log, plus counters and wall-clock rates."""

@@ -1,10 +1,13 @@
-"""For measurements: what they ran on (the fields every benchmark script's JSON line
-ends with), and waiting for the device before a timer is read."""
+"""The machine a run uses: its CPUs and torch threads, and for measurements what they
+ran on (the fields every benchmark script's JSON line ends with) and waiting for the
+device before a timer is read."""
 
 from __future__ import annotations
 
 import os
 import platform
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -42,3 +45,25 @@ def synchronize(device: torch.device | str) -> None:
     device = torch.device(device)
     if device.type == "cuda":
         torch.cuda.synchronize(device)
+
+
+def usable_cpus() -> int:
+    """CPUs this process may run on (its affinity: a SLURM job's share, not the node's)."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
+@contextmanager
+def torch_threads(n: int) -> Iterator[None]:
+    """Run the block with ``n`` torch intra-op threads, then restore the previous number.
+    Switching costs about a microsecond, so it can wrap every learner update."""
+    before = torch.get_num_threads()
+    if n == before:
+        yield
+        return
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)

@@ -38,3 +38,17 @@ def test_processor_names_the_gpu_on_cuda(monkeypatch: pytest.MonkeyPatch) -> Non
     monkeypatch.setattr(torch.cuda, "get_device_name", lambda device: "NVIDIA H200")
     assert machine.processor("cuda:0") == "NVIDIA H200"
     assert machine.run_context("cuda:0")["machine"].startswith("NVIDIA H200, ")
+
+
+def test_torch_threads_sets_then_restores_the_thread_count() -> None:
+    before = torch.get_num_threads()
+    with machine.torch_threads(before + 1):
+        assert torch.get_num_threads() == before + 1
+    assert torch.get_num_threads() == before
+    with pytest.raises(RuntimeError, match="inside"), machine.torch_threads(before + 2):
+        raise RuntimeError("inside")
+    assert torch.get_num_threads() == before
+
+
+def test_usable_cpus_counts_the_affinity() -> None:
+    assert 1 <= machine.usable_cpus() <= (os.cpu_count() or 1)

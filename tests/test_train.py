@@ -13,7 +13,9 @@ import torch
 from omegaconf import OmegaConf
 
 from marl.errors import UsageError
+from marl.exploration.epsilon_greedy import EpsilonGreedy
 from marl.learners.q_learning import QLearner
+from marl.machine import usable_cpus
 from marl.train import run
 from tests.conftest import group_options
 
@@ -117,6 +119,34 @@ def test_updates_per_rollout_trains_that_many_times(
     assert all(calls[i] == calls[i + 1] == calls[i + 2] for i in range(0, len(calls), 3))
 
 
+@pytest.mark.parametrize(("setting", "expected"), [("3", 3), ("null", None)])
+def test_learner_updates_run_with_learner_threads(
+    make_config,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    setting: str,
+    expected: int | None,
+) -> None:
+    """Updates take `learner_threads` torch threads (null: every usable CPU); acting keeps
+    `torch_threads`."""
+    threads: dict[str, set[int]] = {"update": set(), "act": set()}
+    train, select = QLearner.train, EpsilonGreedy.select
+
+    def update(self: QLearner, *args, **kwargs):
+        threads["update"].add(torch.get_num_threads())
+        return train(self, *args, **kwargs)
+
+    def act(self: EpsilonGreedy, *args, **kwargs):
+        threads["act"].add(torch.get_num_threads())
+        return select(self, *args, **kwargs)
+
+    monkeypatch.setattr(QLearner, "train", update)
+    monkeypatch.setattr(EpsilonGreedy, "select", act)
+    run(make_config(f"learner_threads={setting}", "torch_threads=1"), tmp_path)
+    assert threads["update"] == {expected or usable_cpus()}
+    assert threads["act"] == {1}
+
+
 def test_a_run_folder_with_metrics_is_never_overwritten(make_config, tmp_path: Path) -> None:
     run(make_config(), tmp_path)
     before = (tmp_path / "metrics.jsonl").read_text()
@@ -176,6 +206,8 @@ def test_cli_trains_from_any_directory(tmp_path: Path) -> None:
         (["batch_size=64", "buffer_size=32"], "exceeds buffer_size"),
         (["updates_per_rollout=0"], "updates_per_rollout must be at least 1"),
         (["runner.sync_every=0"], "runner.sync_every must be at least 1"),
+        (["learner_threads=0"], "learner_threads must be at least 1"),
+        (["torch_threads=0"], "torch_threads must be at least 1"),
         (["test_nepisode=-1"], "test_nepisode must be at least"),
         (["learner.cache_targets=true", "learner.tau=0.01"], "needs hard target updates"),
         (["buffer_obs_dtype=int4"], "buffer_obs_dtype must be one of"),

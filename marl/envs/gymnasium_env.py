@@ -91,7 +91,9 @@ def agent_reward_info(rewards: np.ndarray, enabled: bool) -> dict[str, float]:
 
 def all_true(flags: Any) -> bool:
     """One flag for the team from a bool or per-agent flags (the episode ends when all do)."""
-    return flags if isinstance(flags, bool) else bool(np.all(flags))
+    if isinstance(flags, bool | np.bool_):
+        return bool(flags)
+    return all(bool(flag) for flag in flags)
 
 
 def team_reward(rewards: np.ndarray, mode: str) -> float:
