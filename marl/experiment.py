@@ -71,8 +71,8 @@ def check_run_settings(cfg: DictConfig) -> None:
             f"batch_size={cfg.batch_size} exceeds buffer_size={cfg.buffer_size}; "
             "the learner could never sample."
         )
-    counts = ("t_max", "batch_size", "buffer_size", "batch_size_run", "updates_per_rollout")
-    counts += ("torch_threads",) + (("learner_threads",) if cfg.learner_threads is not None else ())
+    counts = ["t_max", "batch_size", "buffer_size", "batch_size_run", "updates_per_rollout"]
+    counts += ["torch_threads"] + (["learner_threads"] if cfg.learner_threads is not None else [])
     for key in counts:
         if cfg[key] < 1:
             raise UsageError(f"{key} must be at least 1, got {cfg[key]}.")

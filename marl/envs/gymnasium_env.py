@@ -221,7 +221,8 @@ class GymnasiumSingleEnv:
         elif self._lbf:
             valid = unwrapped._valid_actions  # lbforaging: player -> [Action]
             for i, player in enumerate(unwrapped.players):
-                mask[i, [int(a.value) for a in valid[player]]] = True
+                for action in valid[player]:  # element writes: cheaper than an index list
+                    mask[i, action.value] = True
         else:
             for i, n in enumerate(self._n_actions):
                 mask[i, :n] = True
