@@ -57,7 +57,7 @@ def usable_cpus() -> int:
 @contextmanager
 def torch_threads(n: int) -> Iterator[None]:
     """Run the block with ``n`` torch intra-op threads, then restore the previous number.
-    Switching costs about a microsecond, so it can wrap every learner update."""
+    Switching costs nothing measurable next to a learner update, which it wraps."""
     before = torch.get_num_threads()
     if n == before:
         yield
