@@ -17,6 +17,8 @@ For each config it reports the median over ``--repeats`` of:
 - ``peak_rss_mb``: the peak resident memory of the process (each measurement runs
   in a fresh process), and on a GPU ``peak_device_mb``, the most it allocated.
 
+The line also names the torch threads used for acting and for learner updates.
+
 ``--override`` adds Hydra overrides to every config (``device=cuda``,
 ``learner.compile=reduce-overhead``, ...); the JSON line lists them.
 
@@ -165,6 +167,10 @@ def measure(overrides: list[str], n_updates: int) -> dict[str, Any]:
         synchronize(experiment.device)
         out["updates_per_s"] = n_updates / (time.perf_counter() - start)
         out["device"] = str(experiment.device)
+        out["threads"] = {
+            "acting": experiment.cfg.torch_threads,
+            "learner": experiment.learner_threads,
+        }
         if experiment.device.type == "cuda":
             out["peak_device_mb"] = torch.cuda.max_memory_allocated(experiment.device) / 2**20
     out["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
@@ -203,6 +209,7 @@ def main() -> None:
             overrides=args.override,
             t_env=runs[0]["t_env"],
             updates=runs[0]["updates"],
+            threads=runs[0]["threads"],
             repeats=args.repeats,
             **run_context(runs[0]["device"]),
         )
