@@ -1,0 +1,75 @@
+"""The benchmark scripts in scripts/ still run and print what their docs promise (tiny
+settings: these are smoke tests, not measurements)."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import subprocess
+import sys
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+from marl.config import compose_config
+
+SCRIPTS = Path(__file__).resolve().parents[1] / "scripts"
+CONTEXT = {"marl", "torch", "device", "machine", "load_avg_1m"}
+
+
+def load_script(name: str) -> ModuleType:
+    spec = importlib.util.spec_from_file_location(name, SCRIPTS / f"{name}.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def json_lines(*args: str) -> list[dict]:
+    out = subprocess.run(
+        [sys.executable, *args], capture_output=True, text=True, timeout=300, check=False
+    )
+    assert out.returncode == 0, out.stderr
+    return [json.loads(line) for line in out.stdout.splitlines() if line.startswith("{")]
+
+
+BENCH_TRAIN = load_script("bench_train")
+
+
+@pytest.mark.parametrize("name", sorted(BENCH_TRAIN.CONFIGS))
+def test_bench_train_named_configs_compose(name: str) -> None:
+    cfg = compose_config([*BENCH_TRAIN.CONFIGS[name], *BENCH_TRAIN.QUIET])
+    assert cfg.test_nepisode == 0 and cfg.t_max > 0
+
+
+def test_bench_train_measures_a_tiny_run() -> None:
+    tiny = ["algo=qmix", "env=matrix", "batch_size_run=2", "t_max=60", "batch_size=4"]
+    out = BENCH_TRAIN.measure(tiny, n_updates=3)
+    assert out["t_env"] >= 60 and out["updates"] > 0
+    for key in ("env_steps_per_s", "updates_per_s", "rollout_steps_per_s", "peak_rss_mb"):
+        assert out[key] > 0
+    assert out["threads"]["acting"] == 1 and out["threads"]["learner"] >= 1
+    assert out["device"] == "cpu"
+
+
+def test_bench_env_prints_one_line_per_map_and_batch() -> None:
+    rows = json_lines(
+        str(SCRIPTS / "bench_env.py"),
+        *("--maps", "3m", "--batch", "1", "2", "--seconds", "0.05", "--repeats", "1"),
+    )
+    assert [(r["map"], r["batch_size"]) for r in rows] == [("3m", 1), ("3m", 2)]
+    assert all(r["env_steps_per_s"] > 0 and set(r) >= CONTEXT for r in rows)
+
+
+def test_time_to_win_reports_the_first_test_at_the_target() -> None:
+    (row,) = json_lines(
+        str(SCRIPTS / "time_to_win.py"),
+        *("--override", "batch_size_run=2"),  # battle 3m
+        *("--metric", "test/return_mean", "--target", "-1000"),
+        *("--t-max", "400", "--test-interval", "100"),
+    )
+    assert row["reached"] is not None and row["reached"]["test/return_mean"] >= -1000
+    # the first test reaches it, and training stops there instead of running to t_max
+    assert row["tests"] == [[row["reached"]["t_env"], round(row["reached"]["test/return_mean"], 4)]]
+    assert set(row) >= CONTEXT
