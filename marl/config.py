@@ -92,7 +92,7 @@ class TrainConfig:
     """torch intra-op threads for acting; 1 is fastest for one step's tiny tensors on CPU."""
     learner_threads: int | None = None
     """torch intra-op threads during learner updates, whose batches are big enough to
-    share (the env waits meanwhile); null: every CPU the process may use."""
+    share (the env waits meanwhile); null: every CPU the process may use, at most 4."""
     batch_size_run: int = 8
     """Env copies stepped together (episodes per runner batch)."""
     batch_size: int = 32

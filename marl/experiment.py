@@ -42,7 +42,7 @@ from marl.envs.base import ReplayEnv, SMACInfoEnv
 from marl.errors import UsageError
 from marl.logging.base import LoggerGroup, RunInfo
 from marl.logging.stats import EpisodeStats
-from marl.machine import torch_threads, usable_cpus
+from marl.machine import default_learner_threads, torch_threads
 from marl.seeding import generator, global_rng_state, seed_everything, set_global_rng_state
 
 log = logging.getLogger("marl")
@@ -109,7 +109,7 @@ class Experiment:
         run_dir.mkdir(parents=True, exist_ok=True)
         seed_everything(cfg.seed)
         torch.set_num_threads(cfg.torch_threads)
-        self.learner_threads = cfg.learner_threads or usable_cpus()
+        self.learner_threads = cfg.learner_threads or default_learner_threads()
         self.device = resolve_device(cfg.device)
 
         self.env = instantiate(

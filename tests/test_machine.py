@@ -52,3 +52,11 @@ def test_torch_threads_sets_then_restores_the_thread_count() -> None:
 
 def test_usable_cpus_counts_the_affinity() -> None:
     assert 1 <= machine.usable_cpus() <= (os.cpu_count() or 1)
+
+
+def test_default_learner_threads_take_the_usable_cpus_up_to_the_cap(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    for cpus, expected in ((1, 1), (2, 2), (64, machine.DEFAULT_LEARNER_THREADS_CAP)):
+        monkeypatch.setattr(machine, "usable_cpus", lambda cpus=cpus: cpus)
+        assert machine.default_learner_threads() == expected

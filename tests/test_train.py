@@ -15,7 +15,7 @@ from omegaconf import OmegaConf
 from marl.errors import UsageError
 from marl.exploration.epsilon_greedy import EpsilonGreedy
 from marl.learners.q_learning import QLearner
-from marl.machine import usable_cpus
+from marl.machine import default_learner_threads
 from marl.train import run
 from tests.conftest import group_options
 
@@ -127,7 +127,7 @@ def test_learner_updates_run_with_learner_threads(
     setting: str,
     expected: int | None,
 ) -> None:
-    """Updates take `learner_threads` torch threads (null: every usable CPU); acting keeps
+    """Updates take `learner_threads` torch threads (null: usable CPUs, capped); acting keeps
     `torch_threads`."""
     threads: dict[str, set[int]] = {"update": set(), "act": set()}
     train, select = QLearner.train, EpsilonGreedy.select
@@ -143,7 +143,7 @@ def test_learner_updates_run_with_learner_threads(
     monkeypatch.setattr(QLearner, "train", update)
     monkeypatch.setattr(EpsilonGreedy, "select", act)
     run(make_config(f"learner_threads={setting}", "torch_threads=1"), tmp_path)
-    assert threads["update"] == {expected or usable_cpus()}
+    assert threads["update"] == {expected or default_learner_threads()}
     assert threads["act"] == {1}
 
 
