@@ -17,6 +17,14 @@ from marl.data.scheme import FILLED, Scheme
 Index = slice | torch.Tensor
 
 
+def filled_lengths(filled: torch.Tensor) -> torch.Tensor:
+    """1 + the last filled step of each episode (0: none), from filled (B, T, 1) bool."""
+    if filled.shape[1] == 0:  # no steps at all
+        return torch.zeros(filled.shape[0], dtype=torch.long, device=filled.device)
+    steps = torch.arange(1, filled.shape[1] + 1, device=filled.device)  # (T,)
+    return (filled[..., 0] * steps).amax(1)  # (B,)
+
+
 class EpisodeBatch:
     """B padded episodes of up to T steps, stored as tensors (B, T, *entry_shape).
 
@@ -176,9 +184,8 @@ class EpisodeBatch:
     # ------------------------------------------------------------------ reading
     def max_t_filled(self) -> int:
         """1 + the last time index filled in any episode (0 if nothing is filled)."""
-        filled_t = self.data[FILLED].any(dim=2).any(dim=0)  # (T,)
-        steps = filled_t.nonzero()  # (K, 1)
-        return 0 if steps.numel() == 0 else int(steps[-1, 0]) + 1
+        lengths = filled_lengths(self.data[FILLED])  # (B,)
+        return int(lengths.max()) if len(lengths) else 0
 
     def slice_time(self, t_end: int) -> EpisodeBatch:
         """The first ``t_end`` steps of every episode (tensors are views)."""

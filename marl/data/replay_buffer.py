@@ -9,7 +9,7 @@ from typing import Any
 
 import torch
 
-from marl.data.episode_batch import EpisodeBatch
+from marl.data.episode_batch import EpisodeBatch, filled_lengths
 from marl.data.scheme import FILLED, Scheme
 
 
@@ -173,9 +173,3 @@ class EpisodeReplayBuffer:
     def nbytes(self) -> int:
         """Bytes of the buffer's storage tensors."""
         return self._storage.nbytes()
-
-
-def filled_lengths(filled: torch.Tensor) -> torch.Tensor:
-    """1 + the last filled step of each episode (0: none), from filled (B, T, 1) bool."""
-    steps = torch.arange(1, filled.shape[1] + 1, device=filled.device)  # (T,)
-    return (filled[..., 0] * steps).amax(1)  # (B,)
