@@ -49,70 +49,29 @@ EPYMARL_QMIX = ["algo=qmix_epymarl"]
 """EPyMARL's QMIX defaults (feed-forward agents, Adam, standardised rewards, no last action).
 Like EPyMARL, one update per runner batch: per episode with B=1, per 4 episodes with B=4."""
 
+LBF_B1 = [*EPYMARL_QMIX, "env=lbf", "batch_size_run=1", "t_max=50000"]
+LBF_B4 = [*EPYMARL_QMIX, "env=lbf", "batch_size_run=4", "t_max=50000"]
+BATTLE_3M = ["algo=qmix", "env=battle"]
+BATTLE_3S5Z = ["algo=qmix", "env=battle", "env.map_name=3s5z"]
+B1 = ["batch_size_run=1", "t_max=20000"]
+B8 = ["batch_size_run=8", "t_max=50000"]
+B64 = ["batch_size_run=64", "t_max=200000"]
+
 CONFIGS: dict[str, list[str]] = {
     # EPyMARL's reference work: QMIX on LBF 8x8-2p-2f, limit 50, 50k steps, one env / 4 envs.
-    "qmix_lbf_epymarl_b1": [*EPYMARL_QMIX, "env=lbf", "batch_size_run=1", "t_max=50000"],
-    "qmix_lbf_epymarl_b1_compile": [
-        *EPYMARL_QMIX,
-        "env=lbf",
-        "batch_size_run=1",
-        "t_max=50000",
-        "learner.compile=default",
-    ],
-    "qmix_lbf_epymarl_b1_cache": [
-        *EPYMARL_QMIX,
-        "env=lbf",
-        "batch_size_run=1",
-        "t_max=50000",
-        "learner.cache_targets=true",
-    ],
-    "qmix_lbf_epymarl_b4": [*EPYMARL_QMIX, "env=lbf", "batch_size_run=4", "t_max=50000"],
-    "qmix_lbf_epymarl_b4_inproc": [
-        *EPYMARL_QMIX,
-        "env=lbf",
-        "env.workers=false",
-        "batch_size_run=4",
-        "t_max=50000",
-    ],
-    "qmix_battle_3m_b1": ["algo=qmix", "env=battle", "batch_size_run=1", "t_max=20000"],
-    "qmix_battle_3m_b8": ["algo=qmix", "env=battle", "batch_size_run=8", "t_max=50000"],
-    "qmix_battle_3m_b64": ["algo=qmix", "env=battle", "batch_size_run=64", "t_max=200000"],
-    "qmix_battle_3m_b8_compile": [
-        "algo=qmix",
-        "env=battle",
-        "env.compile=true",
-        "batch_size_run=8",
-        "t_max=50000",
-    ],
-    "qmix_battle_3s5z_b1": [
-        "algo=qmix",
-        "env=battle",
-        "env.map_name=3s5z",
-        "batch_size_run=1",
-        "t_max=20000",
-    ],
-    "qmix_battle_3s5z_b8": [
-        "algo=qmix",
-        "env=battle",
-        "env.map_name=3s5z",
-        "batch_size_run=8",
-        "t_max=50000",
-    ],
-    "qmix_battle_3s5z_b8_compile": [
-        "algo=qmix",
-        "env=battle",
-        "env.map_name=3s5z",
-        "env.compile=true",
-        "batch_size_run=8",
-        "t_max=50000",
-    ],
-    "qmix_battle_3s5z_b64": [
-        "algo=qmix",
-        "env=battle",
-        "env.map_name=3s5z",
-        "batch_size_run=64",
-        "t_max=200000",
-    ],
+    "qmix_lbf_epymarl_b1": LBF_B1,
+    "qmix_lbf_epymarl_b1_compile": [*LBF_B1, "learner.compile=default"],
+    "qmix_lbf_epymarl_b1_cache": [*LBF_B1, "learner.cache_targets=true"],
+    "qmix_lbf_epymarl_b4": LBF_B4,
+    "qmix_lbf_epymarl_b4_inproc": [*LBF_B4, "env.workers=false"],
+    "qmix_battle_3m_b1": [*BATTLE_3M, *B1],
+    "qmix_battle_3m_b8": [*BATTLE_3M, *B8],
+    "qmix_battle_3m_b64": [*BATTLE_3M, *B64],
+    "qmix_battle_3m_b8_compile": [*BATTLE_3M, *B8, "env.compile=true"],
+    "qmix_battle_3s5z_b1": [*BATTLE_3S5Z, *B1],
+    "qmix_battle_3s5z_b8": [*BATTLE_3S5Z, *B8],
+    "qmix_battle_3s5z_b8_compile": [*BATTLE_3S5Z, *B8, "env.compile=true"],
+    "qmix_battle_3s5z_b64": [*BATTLE_3S5Z, *B64],
     "qmix_two_step": [
         "algo=qmix",
         "env=matrix",
@@ -121,12 +80,8 @@ CONFIGS: dict[str, list[str]] = {
         "t_max=5000",
     ],
     "qmix_penalty_25rounds_b8": [
-        "algo=qmix",
-        "env=matrix",
-        "env.game=penalty",
-        "env.rounds=25",
-        "batch_size_run=8",
-        "t_max=20000",
+        *("algo=qmix", "env=matrix", "env.game=penalty", "env.rounds=25"),
+        *("batch_size_run=8", "t_max=20000"),
     ],
 }
 QUIET = ["logger=[jsonl]", "test_nepisode=0", "log_interval=1000000000"]
