@@ -33,7 +33,8 @@ from marl.modules.agents.mlp import MLPAgentConfig
 from marl.modules.agents.rnn import RNNAgentConfig
 from marl.modules.mixers.qmix import QMixerConfig
 from marl.modules.mixers.vdn import VDNMixerConfig
-from marl.runners.episode import EpisodeRunnerConfig
+from marl.runners.episode import OBS_DTYPES, EpisodeRunnerConfig
+from marl.validation import INT64_MAX, bounds, choices, device_name
 
 
 @dataclass
@@ -56,29 +57,29 @@ class AlgoConfig:
 class TrainConfig:
     """Top-level run settings (`conf/config.yaml`)."""
 
-    seed: int = 1
+    seed: int = field(default=1, metadata=bounds(0, INT64_MAX))
     """Seeds every random number generator of the run."""
-    t_max: int = 150000
+    t_max: int = field(default=150000, metadata=bounds(1))
     """Environment steps to train for."""
-    test_interval: int = 10000
+    test_interval: int = field(default=10000, metadata=bounds(1))
     """Env steps between test phases (and progress reports)."""
-    test_nepisode: int = 32
+    test_nepisode: int = field(default=32, metadata=bounds(0, note="0 turns testing off"))
     """Greedy episodes per test phase (and for `evaluate`); 0 turns testing off in training."""
-    log_interval: int = 10000
+    log_interval: int = field(default=10000, metadata=bounds(1))
     """Env steps between logs of training-episode stats."""
-    learner_log_interval: int = 10000
+    learner_log_interval: int = field(default=10000, metadata=bounds(1))
     """Env steps between logs of learner stats."""
     save_model: bool = False
     """Save checkpoints under <run dir>/checkpoints/<t_env>/."""
-    save_model_interval: int = 50000
+    save_model_interval: int = field(default=50000, metadata=bounds(1))
     """Env steps between checkpoints."""
     checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
     """What checkpoints keep (`save_buffer`) and how many (`keep_last`)."""
     checkpoint_path: str = ""
     """Run folder or checkpoints folder to load from ('' = none)."""
-    load_step: int = 0
+    load_step: int = field(default=0, metadata=bounds(0, note="0 loads the largest"))
     """Checkpoint step to load: 0 = the largest, else the nearest (ties to the smaller)."""
-    resume: str = "auto"
+    resume: str = field(default="auto", metadata=choices("auto", "never"))
     """auto: a run folder holding checkpoints continues from its latest | never: new folder."""
     finetune: bool = False
     """With checkpoint_path: start a new run from the saved network weights only."""
@@ -86,26 +87,27 @@ class TrainConfig:
     """Only evaluate the loaded checkpoint, then exit."""
     save_replay: bool = False
     """Save a replay of the evaluation episodes where the env supports it."""
-    device: str = "cpu"
+    device: str = field(default="cpu", metadata=device_name())
     """cpu | cuda | cuda:<i> | auto (cuda when available)."""
-    torch_threads: int = 1
+    torch_threads: int = field(default=1, metadata=bounds(1))
     """torch intra-op threads for acting; 1 is fastest for one step's tiny tensors on CPU."""
-    learner_threads: int | None = None
-    """torch intra-op threads during learner updates, whose batches are big enough to
-    share (the env waits meanwhile); null: every CPU the process may use, at most 4."""
-    batch_size_run: int = 8
+    learner_threads: int | None = field(default=1, metadata=bounds(1))
+    """torch intra-op threads during learner updates; null: this job's CPU share, at most 4.
+    One by default: two were 1.1-1.4x faster on an idle 2-core VM, up to 12x slower with
+    another job on the machine. Never more than the job's CPUs divided by parallel jobs."""
+    batch_size_run: int = field(default=8, metadata=bounds(1))
     """Env copies stepped together (episodes per runner batch)."""
-    batch_size: int = 32
+    batch_size: int = field(default=32, metadata=bounds(1))
     """Episodes per learner update."""
-    updates_per_rollout: int = 1
+    updates_per_rollout: int = field(default=1, metadata=bounds(1))
     """Learner updates after each runner batch of `batch_size_run` episodes. PyMARL
     does 1; setting it to `batch_size_run` keeps EPyMARL's one update per episode."""
-    buffer_size: int = 5000
+    buffer_size: int = field(default=5000, metadata=bounds(1))
     """Episodes held by the replay buffer."""
-    buffer_obs_dtype: str = "auto"
+    buffer_obs_dtype: str = field(default="auto", metadata=choices(*OBS_DTYPES))
     """Storage of observations and states: float32 | float16 | int8 (8-bit codes of
     features in [-1, 1]) | auto (int8 for envs with such features: battle, sc2)."""
-    buffer_device: str | None = None
+    buffer_device: str | None = field(default=None, metadata=device_name())
     """Where the replay buffer lives; null: `device` (cpu keeps a big buffer off the GPU)."""
     algo: Any = MISSING
     learner: Any = MISSING

@@ -30,7 +30,6 @@ from omegaconf import DictConfig, OmegaConf
 
 from marl.checkpoint import (
     CheckpointError,
-    check_checkpoint_config,
     load_buffer,
     load_checkpoint,
     prune_checkpoints,
@@ -40,16 +39,20 @@ from marl.checkpoint import (
 from marl.data.replay_buffer import EpisodeReplayBuffer
 from marl.envs.base import ReplayEnv, SMACInfoEnv
 from marl.errors import UsageError
+from marl.interrupt import Interrupted, StopSignals
 from marl.logging.base import LoggerGroup, RunInfo
 from marl.logging.stats import EpisodeStats
-from marl.machine import default_learner_threads, torch_threads
+from marl.machine import thread_counts, torch_threads
 from marl.seeding import generator, global_rng_state, seed_everything, set_global_rng_state
+from marl.validation import validate_config
 
 log = logging.getLogger("marl")
 
 RESOLVED_CONFIG = "config.yaml"
 """The run's config with every interpolation resolved, saved in the run folder."""
 CHECKPOINTS = "checkpoints"
+FINISHED = "FINISHED"
+"""Written in the run folder when training reached ``t_max`` (holds the final t_env)."""
 ENV_INFO_FILE = "env_info.json"
 """The env's own description (SMAC's env info, simulator or SC2 version), per run."""
 
@@ -62,31 +65,6 @@ def resolve_device(name: str) -> torch.device:
     if device.type == "cuda" and not torch.cuda.is_available():
         raise UsageError(f"device={name} was asked for but CUDA is not available; use device=cpu.")
     return device
-
-
-def check_run_settings(cfg: DictConfig) -> None:
-    """Settings that type-check but cannot work together fail here, before anything runs."""
-    if cfg.batch_size > cfg.buffer_size:
-        raise UsageError(
-            f"batch_size={cfg.batch_size} exceeds buffer_size={cfg.buffer_size}; "
-            "the learner could never sample."
-        )
-    counts = ["t_max", "batch_size", "buffer_size", "batch_size_run", "updates_per_rollout"]
-    counts += ["torch_threads"] + (["learner_threads"] if cfg.learner_threads is not None else [])
-    for key in counts:
-        if cfg[key] < 1:
-            raise UsageError(f"{key} must be at least 1, got {cfg[key]}.")
-    if cfg.test_nepisode < (1 if cfg.evaluate else 0):
-        raise UsageError(
-            f"test_nepisode must be at least 1 to evaluate (0 turns testing off in training), "
-            f"got {cfg.test_nepisode}."
-        )
-    for key in ("test_interval", "log_interval", "learner_log_interval", "save_model_interval"):
-        if cfg[key] < 1:
-            raise UsageError(f"{key} must be at least 1 env step, got {cfg[key]}.")
-    if cfg.seed < 0:
-        raise UsageError(f"seed must be a non-negative integer, got {cfg.seed}.")
-    check_checkpoint_config(cfg.checkpoint.save_buffer, cfg.checkpoint.keep_last)
 
 
 @dataclass
@@ -102,14 +80,19 @@ class LoopCounters:
 class Experiment:
     """Builds every component from the config; trains, evaluates, saves and restores."""
 
-    def __init__(self, cfg: DictConfig, run_dir: Path) -> None:
-        check_run_settings(cfg)
+    def __init__(self, cfg: DictConfig, run_dir: Path, parallel_jobs: int = 1) -> None:
+        """``parallel_jobs``: jobs of a local parallel sweep sharing this machine's CPUs."""
+        validate_config(cfg)
         self.cfg = cfg
         self.run_dir = run_dir
         run_dir.mkdir(parents=True, exist_ok=True)
         seed_everything(cfg.seed)
-        torch.set_num_threads(cfg.torch_threads)
-        self.learner_threads = cfg.learner_threads or default_learner_threads()
+        acting_threads, self.learner_threads, warnings = thread_counts(
+            cfg.torch_threads, cfg.learner_threads, parallel_jobs
+        )
+        for warning in warnings:
+            log.warning("%s", warning)
+        torch.set_num_threads(acting_threads)
         self.device = resolve_device(cfg.device)
 
         self.env = instantiate(
@@ -202,53 +185,73 @@ class Experiment:
         return self.cfg.test_nepisode > 0 and self.t_env - self.counters.last_test_t >= interval
 
     def train(self) -> None:
-        """Train until ``t_max`` env steps; test, log and save on their intervals."""
-        cfg, counters = self.cfg, self.counters
+        """Train until ``t_max`` env steps; test, log and save on their intervals. A stop
+        signal (Ctrl-C, SIGTERM, SLURM's) ends training after the current iteration, with a
+        checkpoint, by raising ``Interrupted``."""
         self.start_logging("train")
-        if cfg.save_model:
+        if self.cfg.save_model:
             self.checkpoints_dir.mkdir(exist_ok=True)  # marks the folder as resumable
         self._clock = (time.monotonic(), self.t_env)
         try:
-            while self.t_env < cfg.t_max:
-                # ROLLOUT
-                batch, rollout = self.runner.run(test_mode=False)
-                self.train_stats.add(rollout)
-                self.episode += self.runner.batch_size
-                # BUFFER UPDATE
-                self.learner.forget(self.buffer.insert(batch))
-                # NETWORK UPDATE
-                if self.buffer.can_sample(cfg.batch_size):
-                    log_due = self.t_env - counters.last_learner_log_t >= cfg.learner_log_interval
-                    for i in range(cfg.updates_per_rollout):
-                        last = i == cfg.updates_per_rollout - 1
-                        learner_stats = self.update(stats=log_due and last)
-                    if log_due:
-                        self.loggers.log(learner_stats, self.t_env)
-                        counters.last_learner_log_t = self.t_env
-                # TEST
-                if self.test_due(cfg.test_interval):
-                    self.loggers.log(self.test(), self.t_env)
-                    counters.last_test_t = self.t_env
-                # LOG
-                if self.t_env - counters.last_log_t >= cfg.log_interval:
-                    self.loggers.log(self.train_summary(), self.t_env)
-                    counters.last_log_t = self.t_env
-                # SAVE
-                if cfg.save_model and self.t_env - counters.last_save_t >= cfg.save_model_interval:
-                    self.save()
-                self.loggers.progress(self.t_env)
-            # END: a last test, log and checkpoint at t_max, unless they just ran.
-            if self.test_due(1):
-                self.loggers.log(self.test(), self.t_env)
-                counters.last_test_t = self.t_env
-            if len(self.train_stats):
-                self.loggers.log(self.train_summary(), self.t_env)
-                counters.last_log_t = self.t_env
-            if cfg.save_model and counters.last_save_t != self.t_env:
-                self.save()
+            with StopSignals() as stop:
+                self._train_loop(stop)
         finally:
             self.loggers.close()
             self.env.close()
+
+    def _train_loop(self, stop: StopSignals) -> None:
+        """The iterations of ``train``; a stop signal ends them after a whole iteration."""
+        cfg, counters = self.cfg, self.counters
+        while self.t_env < cfg.t_max:
+            # ROLLOUT
+            batch, rollout = self.runner.run(test_mode=False)
+            self.train_stats.add(rollout)
+            self.episode += self.runner.batch_size
+            # BUFFER UPDATE
+            self.learner.forget(self.buffer.insert(batch))
+            # NETWORK UPDATE
+            if self.buffer.can_sample(cfg.batch_size):
+                log_due = self.t_env - counters.last_learner_log_t >= cfg.learner_log_interval
+                for i in range(cfg.updates_per_rollout):
+                    last = i == cfg.updates_per_rollout - 1
+                    learner_stats = self.update(stats=log_due and last)
+                if log_due:
+                    self.loggers.log(learner_stats, self.t_env)
+                    counters.last_learner_log_t = self.t_env
+            # TEST
+            if self.test_due(cfg.test_interval):
+                self.loggers.log(self.test(), self.t_env)
+                counters.last_test_t = self.t_env
+            # LOG
+            if self.t_env - counters.last_log_t >= cfg.log_interval:
+                self.loggers.log(self.train_summary(), self.t_env)
+                counters.last_log_t = self.t_env
+            # SAVE
+            if cfg.save_model and self.t_env - counters.last_save_t >= cfg.save_model_interval:
+                self.save()
+            self.loggers.progress(self.t_env)
+            if stop.received is not None:
+                self.stop(stop.received, stop.previous_handler(stop.received))
+        # END: a last test, log and checkpoint at t_max, unless they just ran.
+        if self.test_due(1):
+            self.loggers.log(self.test(), self.t_env)
+            counters.last_test_t = self.t_env
+        if len(self.train_stats):
+            self.loggers.log(self.train_summary(), self.t_env)
+            counters.last_log_t = self.t_env
+        if cfg.save_model and counters.last_save_t != self.t_env:
+            self.save()
+        (self.run_dir / FINISHED).write_text(f"{self.t_env}\n")
+
+    def stop(self, signum: int, forward: Any = None) -> None:
+        """Stop on a signal at the end of an iteration: save a checkpoint (``save_model``)
+        that leaves the periodic schedule as it was, then raise ``Interrupted``."""
+        checkpoint = None
+        if self.cfg.save_model:
+            just_saved = self.counters.last_save_t == self.t_env
+            checkpoint = self.checkpoints_dir / str(self.t_env) if just_saved else None
+            checkpoint = checkpoint or self.save(periodic=False)
+        raise Interrupted(signum, self.t_env, self.cfg.t_max, checkpoint, forward)
 
     def update(self, stats: bool) -> dict[str, float]:
         """One learner update on ``batch_size`` episodes sampled from the buffer, cut to
@@ -334,10 +337,13 @@ class Experiment:
         if same_run:
             self.loggers.load_state_dict(state["loggers"])
 
-    def save(self) -> Path:
-        """Checkpoint the run at ``t_env`` in ``<run dir>/checkpoints/<t_env>/``."""
+    def save(self, periodic: bool = True) -> Path:
+        """Checkpoint the run at ``t_env`` in ``<run dir>/checkpoints/<t_env>/``. An extra
+        (not ``periodic``) checkpoint, as on a stop signal, does not move the next periodic
+        one, so a run resumed from it saves where an uninterrupted run does."""
         policy = self.cfg.checkpoint
-        self.counters.last_save_t = self.t_env
+        if periodic:
+            self.counters.last_save_t = self.t_env
         path = save_checkpoint(
             self.checkpoints_dir,
             self.t_env,
@@ -360,13 +366,13 @@ class Experiment:
         is this run's own); ``eval``: the networks and the step counter; ``weights``:
         the networks only, for a new run (fine-tuning).
         """
-        state, meta = load_checkpoint(step_dir)
+        state, meta = load_checkpoint(step_dir, verify=False)  # verified when selected
         self._check_compatible(step_dir, state, meta)
         try:
             if mode == "resume":
                 same_run = step_dir.parent.resolve() == self.checkpoints_dir.resolve()
                 self.load_state_dict(state, same_run=same_run)
-                buffer = load_buffer(step_dir)
+                buffer = load_buffer(step_dir, verify=False)
                 if buffer is None:
                     log.warning(
                         "%s holds no replay buffer; training resumes with an empty one, so it "

@@ -47,15 +47,39 @@ def synchronize(device: torch.device | str) -> None:
         torch.cuda.synchronize(device)
 
 
-DEFAULT_LEARNER_THREADS_CAP = 4
-"""`learner_threads=null` takes every usable CPU up to this many. Two threads gave
-1.3-1.4x faster updates than one on a 2-core VM (LBF, 3s5z); more are unmeasured, and
-a small network's matmuls may stop scaling well before a big node's core count."""
+SHARED_LEARNER_THREADS_CAP = 4
+"""`learner_threads=null` takes the job's CPU share up to this many. Two threads gave
+1.3-1.4x faster updates than one on an idle 2-core VM (LBF, 3s5z) but up to 12x slower
+ones when another job kept a core busy; more are unmeasured."""
 
 
-def default_learner_threads() -> int:
-    """Torch threads for learner updates when `learner_threads` is null."""
-    return min(usable_cpus(), DEFAULT_LEARNER_THREADS_CAP)
+def cpu_share(parallel_jobs: int = 1) -> int:
+    """CPUs this job may use without oversubscribing: its usable CPUs divided by the jobs
+    that share them (a local parallel sweep's ``n_jobs``), at least 1."""
+    return max(1, usable_cpus() // max(1, parallel_jobs))
+
+
+def thread_counts(
+    acting: int, learner: int | None, parallel_jobs: int = 1
+) -> tuple[int, int, list[str]]:
+    """(acting threads, learner threads, warnings): the settings, never above the job's
+    CPU share (each capped setting gets a warning); ``learner=None`` takes the share, at
+    most ``SHARED_LEARNER_THREADS_CAP``."""
+    share = cpu_share(parallel_jobs)
+    jobs = f" shared by {parallel_jobs} parallel jobs" if parallel_jobs > 1 else ""
+    warnings = []
+    if learner is None:
+        learner = min(share, SHARED_LEARNER_THREADS_CAP)
+    out = []
+    for key, n in (("torch_threads", acting), ("learner_threads", learner)):
+        if n > share:
+            warnings.append(
+                f"{key}={n} is more than this job's {share} CPU(s) ({usable_cpus()} usable"
+                f"{jobs}); using {share} so threads do not compete for cores."
+            )
+            n = share
+        out.append(n)
+    return out[0], out[1], warnings
 
 
 def usable_cpus() -> int:

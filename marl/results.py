@@ -12,13 +12,32 @@ Reads only the run folders' ``metrics.jsonl`` and ``config.yaml`` (never W&B)::
   algo by ``algo.name``, the seed by ``seed``. Without a ``config.yaml`` these come
   from ``.hydra/config.yaml`` or, failing that, from the folder names Hydra makes
   (``<algo>/<env>_<task>/seed<k>/<time>`` or ``<n>_<algo>_<env>_<task>_seed<k>``).
+- **Selection** (each step warns on stderr about what it sets aside, so a folder of many
+  runs, such as ``outputs/``, gives honest seed counts):
+
+  - A run that logs none of the plotted metrics is set aside: an evaluate-only run
+    (``eval.json``; its rows hold ``eval/...`` keys) or one stopped before its first test.
+  - Runs of a group whose settings differ besides the seed (``learner.lr``, the env's
+    options, ...) are different experiments, not seeds: each setting becomes its own
+    line, named ``<algo>[<key>=<value>]``. Only settings that every run of the group
+    records are compared (a key added by a later version of marl splits nothing), and
+    those that do not change what a run learns are ignored (``IGNORED_SETTINGS``: the
+    seed, ``t_max``, intervals, checkpoints, devices, threads, loggers).
+  - Runs with the same seed are reruns of ONE seed (``marl-train`` run twice, or
+    ``resume=never``'s ``<dir>_1``): the one that reached the most env steps is kept,
+    ties to the newest ``metrics.jsonl``. Pass one run folder per seed to choose another.
+    Runs without a known seed each count as a seed.
 - **Curves**: a run's curve of a metric is its rows that hold the metric. The seeds
   of a group are put on a common grid, the union of their logged steps (evenly spaced
   points instead when that union is longer than ``max_points``), by **linear
   interpolation inside each run's own range, never extrapolated past its first or last
   step**. By default the grid covers only the steps every seed reached, so a curve
   ends where its shortest seed ends; ``require_all=False`` (``--allow-partial``) keeps
-  later points, averaged over the seeds that reached them.
+  later points, averaged over the seeds that reached them. A warning names every curve
+  cut by more than ``CUT_TOLERANCE`` of its seeds' range, every group left out because its
+  seeds' steps do not overlap (and the panel, when that empties it), and every seed that
+  does not log a metric its group plots; when nothing at all is left to plot, marl-plot
+  exits with an error. A group that never logs a metric simply has no line for it.
 - **Statistics**: the mean across seeds and a 95% percentile bootstrap confidence
   interval of that mean (seeds resampled with replacement, ``n_boot`` resamples from a
   ``numpy`` Generator with a fixed seed, so figures are reproducible). The summary
@@ -73,8 +92,44 @@ PLAIN_NAMES = {"test/return_mean": "return", "test/battle_won_mean": "win_rate"}
 LABELS = {"test/return_mean": "test return", "test/battle_won_mean": "test win rate"}
 """Metric keys -> axis labels; other metrics are labelled with their key."""
 
+EVAL_FILE = "eval.json"
+"""Written by an evaluate-only run (``evaluate=true``)."""
+IGNORED_SETTINGS = (
+    "seed",
+    "t_max",
+    "test_interval",
+    "log_interval",
+    "learner_log_interval",
+    "save_model",
+    "save_model_interval",
+    "checkpoint",
+    "checkpoint_path",
+    "load_step",
+    "resume",
+    "evaluate",
+    "save_replay",
+    "device",
+    "torch_threads",
+    "learner_threads",
+    "buffer_device",
+    "logger",
+    "hydra",
+    "learner.compile",
+    "learner.cache_targets",
+    "runner.sync_every",
+    "env.workers",
+)
+"""Settings (and the keys under them) that do not change what a run learns, only how long
+it runs, what it records and how fast: runs differing only in these are one experiment."""
+CUT_TOLERANCE = 0.05
+"""A curve cut to the steps every seed reached is warned about when it loses more than
+this share of its seeds' step range; seeds that end a few env steps apart (episodes of
+different lengths) lose less."""
+
 GroupKey = tuple[str, str, str]
-"""(env, task, algo)."""
+"""(env, task, algo); the algo carries ``[<key>=<value>]`` where settings split a group."""
+Panels = dict[tuple[str, str], dict[str, "Curve"]]
+"""(env, task) -> algo -> the algo's curve in that panel."""
 
 
 # --------------------------------------------------------------------------- loading
@@ -91,10 +146,22 @@ class Run:
     seed: int | None
     rows: list[dict[str, float]] = field(repr=False)
     """``metrics.jsonl`` rows in file order; each has ``t_env`` and numeric metrics."""
+    settings: dict[str, str] = field(default_factory=dict, repr=False)
+    """The config flattened to ``dotted.key -> value``, less ``IGNORED_SETTINGS``."""
+    evaluate_only: bool = False
+    """An ``evaluate=true`` (or ``save_replay=true``) run: one evaluation of a checkpoint,
+    no training curve."""
+    written_ns: int = 0
+    """When ``metrics.jsonl`` was last written (ns since the epoch): "newest" among reruns."""
 
     @property
     def key(self) -> GroupKey:
         return (self.env, self.task, self.algo)
+
+    @property
+    def last_step(self) -> float:
+        """The most env steps this run logged."""
+        return max((row["t_env"] for row in self.rows), default=0.0)
 
     def has(self, metric: str) -> bool:
         """Whether any row logs ``metric``."""
@@ -204,6 +271,20 @@ def _names_from_folders(run_dir: Path) -> dict[str, str | None]:
     return {"algo": None, "tag": None, "seed": None}
 
 
+def flat_settings(config: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
+    """``{"learner": {"lr": 0.001}}`` -> ``{"learner.lr": "0.001"}``, less ``IGNORED_SETTINGS``."""
+    flat: dict[str, str] = {}
+    for key, value in config.items():
+        name = f"{prefix}{key}"
+        if any(name == i or name.startswith(f"{i}.") for i in IGNORED_SETTINGS):
+            continue
+        if isinstance(value, Mapping) and value:
+            flat.update(flat_settings(value, f"{name}."))
+        else:
+            flat[name] = value if isinstance(value, str) else json.dumps(value, default=str)
+    return flat
+
+
 def load_run(run_dir: Path) -> Run:
     """Read one run folder (see the module docstring for where each name comes from)."""
     cfg = _load_yaml(run_dir / CONFIG_FILE) or _load_yaml(run_dir / ".hydra" / CONFIG_FILE) or {}
@@ -228,6 +309,10 @@ def load_run(run_dir: Path) -> Run:
         algo=algo or "unknown",
         seed=int(seed) if seed is not None and seed.isdigit() else None,
         rows=read_metrics(run_dir / METRICS_FILE),
+        settings=flat_settings(cfg),
+        evaluate_only=(run_dir / EVAL_FILE).is_file()
+        or any(cfg.get(k) is True for k in ("evaluate", "save_replay")),
+        written_ns=(run_dir / METRICS_FILE).stat().st_mtime_ns,
     )
 
 
@@ -237,7 +322,8 @@ def load_runs(paths: Iterable[str | Path]) -> list[Run]:
 
 
 def group_runs(runs: Iterable[Run]) -> dict[GroupKey, list[Run]]:
-    """Runs by (env, task, algo), keys sorted, each group's runs by seed then folder."""
+    """Runs by (env, task, algo), keys sorted, each group's runs by seed then folder: one
+    entry per run folder (``select_runs`` makes the groups that are plotted)."""
     groups: dict[GroupKey, list[Run]] = {}
     for run in runs:
         groups.setdefault(run.key, []).append(run)
@@ -245,6 +331,118 @@ def group_runs(runs: Iterable[Run]) -> dict[GroupKey, list[Run]]:
         key: sorted(groups[key], key=lambda r: (r.seed is None, r.seed or 0, str(r.path)))
         for key in sorted(groups)
     }
+
+
+def shown(path: Path) -> str:
+    """A path for a message: relative to the working folder when under it."""
+    try:
+        return str(path.relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
+
+
+def describe(key: GroupKey) -> str:
+    """``qmix on battle/3m`` (``qmix on lbf`` where the task is the env)."""
+    env, task, algo = key
+    return f"{algo} on {env if task == env else f'{env}/{task}'}"
+
+
+def _n(count: int, noun: str) -> str:
+    """``1 seed``, ``2 seeds``."""
+    return f"{count} {noun}{'' if count == 1 else 's'}"
+
+
+def _listed(paths: Sequence[Path], most: int = 3) -> str:
+    """Up to ``most`` paths, then how many more."""
+    names = ", ".join(shown(p) for p in paths[:most])
+    return names + (f" and {len(paths) - most} more" if len(paths) > most else "")
+
+
+def set_aside_unplotted(runs: Sequence[Run], metrics: Sequence[str]) -> tuple[list[Run], list[str]]:
+    """The runs that log some of ``metrics``, and warnings naming those set aside."""
+    kept: list[Run] = []
+    aside: list[Run] = []
+    for run in runs:
+        (kept if any(run.has(m) for m in metrics) else aside).append(run)
+    names = ", ".join(metrics)
+    warnings = []
+    if evaluations := [run.path for run in aside if run.evaluate_only]:
+        warnings.append(
+            f"set aside {_n(len(evaluations), 'evaluate-only run folder')} ({EVAL_FILE}, "
+            f"eval/... keys, not {names}): {_listed(evaluations)}."
+        )
+    if others := [run.path for run in aside if not run.evaluate_only]:
+        warnings.append(
+            f"set aside {_n(len(others), 'run folder')} logging none of {names} "
+            f"(stopped before their first test?): {_listed(others)}."
+        )
+    return kept, warnings
+
+
+def split_by_settings(key: GroupKey, runs: Sequence[Run]) -> tuple[dict[GroupKey, list[Run]], str]:
+    """A group split where its runs' settings differ (see the module docstring), and a
+    warning naming the settings ('' when nothing differs)."""
+    shared = set.intersection(*(set(run.settings) for run in runs))
+    differing = sorted(k for k in shared if len({run.settings[k] for run in runs}) > 1)
+    if not differing:
+        return {key: list(runs)}, ""
+    env, task, algo = key
+    variants: dict[GroupKey, list[Run]] = {}
+    for run in runs:
+        label = ", ".join(f"{k}={run.settings[k]}" for k in differing)
+        variants.setdefault((env, task, f"{algo}[{label}]"), []).append(run)
+    warning = (
+        f"{describe(key)}: the runs differ in {', '.join(differing)} besides the seed; "
+        f"each setting is its own line: {', '.join(k[2] for k in sorted(variants))}."
+    )
+    return variants, warning
+
+
+def one_run_per_seed(key: GroupKey, runs: Sequence[Run]) -> tuple[list[Run], str]:
+    """One run per seed (the longest, ties to the newest; see the module docstring) and a
+    warning naming the seeds that had several ('' when none had)."""
+    by_seed: dict[int | None, list[Run]] = {}
+    for run in runs:
+        by_seed.setdefault(run.seed, []).append(run)
+    reruns = {s: same for s, same in by_seed.items() if s is not None and len(same) > 1}
+    if not reruns:
+        return list(runs), ""
+    chosen = {
+        s: max(same, key=lambda r: (r.last_step, r.written_ns, str(r.path)))
+        for s, same in reruns.items()
+    }
+    kept = [run for run in runs if run.seed not in reruns or chosen[run.seed] is run]
+    counts = [f"seed {s} has {len(same)} run folders" for s, same in reruns.items()]
+    aside = len(runs) - len(kept)
+    if len(reruns) == 1:
+        using = f"using the longest, {shown(next(iter(chosen.values())).path)},"
+    else:
+        using = (
+            "using the longest of each ("
+            + "; ".join(f"seed {s}: {shown(run.path)}" for s, run in chosen.items())
+            + ")"
+        )
+    warning = (
+        f"{describe(key)}: {' and '.join(counts)}; {using} and setting {aside} aside; "
+        "pass one run folder per seed to choose."
+    )
+    return kept, warning
+
+
+def select_runs(
+    runs: Sequence[Run], metrics: Sequence[str]
+) -> tuple[dict[GroupKey, list[Run]], list[str]]:
+    """The groups to plot, one run per seed, and warnings about every run set aside or
+    group split on the way (see the module docstring)."""
+    plotted, warnings = set_aside_unplotted(runs, metrics)
+    groups: dict[GroupKey, list[Run]] = {}
+    for key, group in group_runs(plotted).items():
+        variants, split = split_by_settings(key, group)
+        warnings += [split] if split else []
+        for variant, variant_runs in variants.items():
+            groups[variant], reruns = one_run_per_seed(variant, variant_runs)
+            warnings += [reruns] if reruns else []
+    return dict(sorted(groups.items())), warnings
 
 
 def check_metrics(runs: Iterable[Run], metrics: Sequence[str]) -> None:
@@ -474,15 +672,95 @@ def write_summary_markdown(rows: Sequence[SummaryRow], metrics: Sequence[str], p
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
 
 
-def plot_metric(
+def _steps(value: float) -> str:
+    return f"{round(value):,}"
+
+
+def _seed_names(runs: Sequence[Run]) -> str:
+    """``seed 1, seed 3`` (a run without a known seed by its folder)."""
+    return ", ".join(f"seed {r.seed}" if r.seed is not None else shown(r.path) for r in runs)
+
+
+def _spans(runs: Sequence[Run], metric: str) -> str:
+    """``seed 1: 0-200, seed 2: 400-1,000``: each run's logged steps of ``metric``."""
+    spans = []
+    for run in runs:
+        steps, _ = run.curve(metric)
+        name = f"seed {run.seed}" if run.seed is not None else shown(run.path)
+        spans.append(f"{name}: {_steps(steps[0])}-{_steps(steps[-1])}")
+    return ", ".join(spans)
+
+
+def cut_warning(key: GroupKey, runs: Sequence[Run], metric: str, curve: Curve) -> str:
+    """A warning when ``curve`` (on the steps every seed reached) loses more than
+    ``CUT_TOLERANCE`` of its seeds' step range; '' otherwise."""
+    curves = [run.curve(metric)[0] for run in runs]
+    first, last = min(s[0] for s in curves), max(s[-1] for s in curves)
+    kept = curve.steps[-1] - curve.steps[0]
+    if kept >= (1.0 - CUT_TOLERANCE) * (last - first):
+        return ""
+    return (
+        f"{metric}: {describe(key)} is cut to steps {_steps(curve.steps[0])}-"
+        f"{_steps(curve.steps[-1])}, those every seed reached ({_spans(runs, metric)}); "
+        "pass --allow-partial to also plot the steps only some seeds reached."
+    )
+
+
+def collect_curves(
     groups: Mapping[GroupKey, Sequence[Run]],
     metric: str,
-    out_dir: Path,
     *,
     n_boot: int = 2000,
     seed: int = 0,
     require_all: bool = True,
     max_points: int = 500,
+) -> tuple[Panels, list[str]]:
+    """Each group's curve of ``metric`` by panel, and a warning for each seed, group or
+    panel left out and each curve cut (see the module docstring)."""
+    panels: Panels = {}
+    # panel -> algo -> its seeds' step ranges, for groups whose seeds do not overlap
+    left_out: dict[tuple[str, str], dict[str, str]] = {}
+    warnings = []
+    for key, runs in groups.items():
+        env, task, algo = key
+        logging = [run for run in runs if run.has(metric)]
+        if not logging:
+            continue
+        if silent := [run for run in runs if not run.has(metric)]:
+            warnings.append(
+                f"{metric}: {describe(key)} has none in {_seed_names(silent)}; "
+                f"its curve averages the other {_n(len(logging), 'seed')}."
+            )
+        curve = aggregate_curve(
+            logging,
+            metric,
+            n_boot=n_boot,
+            seed=seed,
+            require_all=require_all,
+            max_points=max_points,
+        )
+        if curve is None:
+            left_out.setdefault((env, task), {})[algo] = _spans(logging, metric)
+            continue
+        panels.setdefault((env, task), {})[algo] = curve
+        if require_all and (cut := cut_warning(key, logging, metric, curve)):
+            warnings.append(cut)
+    for (env, task), algos in left_out.items():
+        name = env if task == env else f"{env}/{task}"
+        what = f"the panel {name}" if (env, task) not in panels else f"{', '.join(algos)} in {name}"
+        ranges = "; ".join(f"{algo}: {seeds}" for algo, seeds in algos.items())
+        warnings.append(
+            f"{metric}: left out {what}: the seeds' logged steps do not overlap ({ranges}); "
+            "pass --allow-partial to plot each step over the seeds that reached it."
+        )
+    return panels, warnings
+
+
+def plot_metric(
+    panels: Panels,
+    metric: str,
+    out_dir: Path,
+    *,
     formats: Sequence[str] = ("png", "svg"),
 ) -> list[Path]:
     """``<metric>.<format>``: a panel per (env, task), a line and CI band per algo."""
@@ -490,15 +768,6 @@ def plot_metric(
     from matplotlib.figure import Figure
     from matplotlib.ticker import EngFormatter
 
-    panels: dict[tuple[str, str], dict[str, Curve]] = {}
-    for (env, task, algo), runs in groups.items():
-        curve = aggregate_curve(
-            runs, metric, n_boot=n_boot, seed=seed, require_all=require_all, max_points=max_points
-        )
-        if curve is not None:
-            panels.setdefault((env, task), {})[algo] = curve
-    if not panels:
-        raise UsageError(f"no group has enough data to plot {metric!r}.")
     algos = sorted({algo for curves in panels.values() for algo in curves})
     palette = [f"C{i}" for i in range(10)]
     colors = {algo: palette[i % len(palette)] for i, algo in enumerate(algos)}
@@ -663,6 +932,12 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def warn(warnings: Iterable[str], prefix: str = "") -> None:
+    """Print each warning on stderr, one line each."""
+    for warning in warnings:
+        print(f"marl-plot: warning: {prefix}{warning}", file=sys.stderr)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """``marl-plot``: writes ``<metric>.png/.svg``, ``summary.md/.csv``, ``marl_eval.json``."""
     args = build_parser().parse_args(argv)
@@ -677,19 +952,33 @@ def main(argv: Sequence[str] | None = None) -> int:
             metrics = [m for m in DEFAULT_METRICS if any(r.has(m) for r in runs)]
             if not metrics:
                 check_metrics(runs, DEFAULT_METRICS[:1])
-        groups = group_runs(runs)
-        args.out.mkdir(parents=True, exist_ok=True)
-        written: list[Path] = []
+        groups, selected = select_runs(runs, metrics)
+        warn(selected)
         options = {"n_boot": args.n_boot, "seed": args.seed}
+        figures: dict[str, Panels] = {}
+        dropped: list[str] = []
         for metric in metrics:
-            written += plot_metric(
+            figures[metric], left_out = collect_curves(
                 groups,
                 metric,
-                args.out,
                 require_all=not args.allow_partial,
                 max_points=args.max_points,
                 **options,
             )
+            dropped += left_out
+            if not figures[metric]:
+                dropped.append(f"{metric}: no figure, every panel was left out.")
+        if not any(figures.values()):
+            raise UsageError(
+                f"nothing to plot: in every group the seeds' logged steps of {', '.join(metrics)} "
+                "do not overlap; pass --allow-partial to plot each step over the seeds that "
+                "reached it."
+            )
+        warn(dropped)
+        args.out.mkdir(parents=True, exist_ok=True)
+        written: list[Path] = []
+        for metric, panels in figures.items():
+            written += plot_metric(panels, metric, args.out) if panels else []
         rows = summarize(groups, metrics, **options)
         for path, write in (
             (args.out / "summary.md", write_summary_markdown),
@@ -704,10 +993,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (UsageError, OSError) as err:
         print(f"marl-plot: error: {err}", file=sys.stderr)
         return 1
-    for warning in warnings:
-        print(f"marl-plot: warning: marl_eval.json: {warning}", file=sys.stderr)
+    warn(warnings, "marl_eval.json: ")
     n_seeds = ", ".join(f"{'/'.join(k)}: {len(v)}" for k, v in groups.items())
-    print(f"{len(runs)} runs ({n_seeds})")
+    used = sum(len(v) for v in groups.values())
+    print(f"{len(runs)} run folders, {used} used; seeds per group: {n_seeds}")
     for path in written:
         print(f"wrote {path}")
     return 0

@@ -1,9 +1,12 @@
-"""Checkpoints: atomic save, step selection, and loading without running pickled code."""
+"""Checkpoints: atomic save, step selection, verification against the recorded sha256,
+fallback to a good step, and loading without running pickled code."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
+import struct
 from pathlib import Path
 from typing import Any
 
@@ -11,15 +14,23 @@ import pytest
 import torch
 
 import marl
+from marl import checkpoint
 from marl.checkpoint import (
+    BUFFER_FILE,
     COMPLETE_MARKER,
     FORMAT_VERSION,
     META_FILE,
     STATE_FILE,
     CheckpointError,
+    list_steps,
+    load_buffer,
     load_checkpoint,
+    move_aside,
+    newest_good_step,
+    prune_checkpoints,
     save_checkpoint,
     select_checkpoint,
+    verify_step,
 )
 
 
@@ -34,12 +45,37 @@ def sample_state() -> dict[str, Any]:
     }
 
 
+def weights() -> dict[str, Any]:
+    """A state whose one tensor ``tamper`` can find in the saved file."""
+    return {"w": torch.full((4,), 7.0)}
+
+
 def make_step(root: Path, name: str, complete: bool = True) -> Path:
+    """A real checkpoint folder named ``name`` (any name, unlike ``save_checkpoint``)."""
+    built = save_checkpoint(root / ".build", 1, weights(), {})
     step = root / name
-    step.mkdir(parents=True)
-    if complete:
-        (step / COMPLETE_MARKER).write_text("")
+    built.rename(step)
+    (root / ".build").rmdir()
+    if not complete:
+        (step / COMPLETE_MARKER).unlink()
     return step
+
+
+def tamper(path: Path) -> None:
+    """Change the saved weights 7.0 to 8.0 in place, as reported: the file keeps its size
+    and stays a valid pickle, so only its content tells."""
+    data = path.read_bytes()
+    saved, changed = struct.pack("<4f", *[7.0] * 4), struct.pack("<4f", *[8.0] * 4)
+    assert data.count(saved) == 1
+    path.write_bytes(data.replace(saved, changed))
+    assert torch.load(path, weights_only=True)["w"].tolist() == [8.0] * 4
+
+
+def drop_hashes(step: Path) -> None:
+    """Make ``step`` look saved by marl before meta.json recorded sizes and sha256."""
+    meta = json.loads((step / META_FILE).read_text())
+    del meta["files"]
+    (step / META_FILE).write_text(json.dumps(meta))
 
 
 def assert_same(a: Any, b: Any) -> None:
@@ -136,11 +172,107 @@ def test_load_refuses_pickled_code(tmp_path: Path) -> None:
     assert probe.exists()
 
     marker = tmp_path / "pwned"
-    step = save_checkpoint(tmp_path / "checkpoints", 7, {"x": torch.ones(1)}, {})
-    torch.save({"x": torch.ones(1), "evil": Payload(marker)}, step / STATE_FILE)
-    with pytest.raises(CheckpointError, match=re.escape(STATE_FILE)):
+    evil = {"x": torch.ones(1), "evil": Payload(marker)}
+    # Saved with its own sha256 (as if meta.json were rewritten too): the weights-only load
+    # refuses it.
+    step = save_checkpoint(tmp_path / "checkpoints", 7, evil, {})
+    with pytest.raises(CheckpointError, match=re.escape(f"{step / STATE_FILE} cannot be loaded")):
+        load_checkpoint(step)
+    # Put in after saving: refused as damaged before anything is unpickled.
+    step = save_checkpoint(tmp_path / "checkpoints", 8, {"x": torch.ones(1)}, {})
+    torch.save(evil, step / STATE_FILE)
+    with pytest.raises(CheckpointError, match=re.escape(f"{step / STATE_FILE} is damaged")):
         load_checkpoint(step)
     assert not marker.exists()
+
+
+# ---------------------------------------------------------------------- verify
+
+
+def test_save_records_size_and_sha256_of_each_file(tmp_path: Path) -> None:
+    step = save_checkpoint(tmp_path, 5, weights(), {}, buffer={"obs": torch.zeros(3)})
+    files = json.loads((step / META_FILE).read_text())["files"]
+    assert sorted(files) == [BUFFER_FILE, STATE_FILE]
+    for name in (STATE_FILE, BUFFER_FILE):
+        data = (step / name).read_bytes()
+        assert files[name] == {"bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}
+
+
+LOADERS = {STATE_FILE: load_checkpoint, BUFFER_FILE: load_buffer}
+
+
+@pytest.mark.parametrize("name", [STATE_FILE, BUFFER_FILE])
+def test_load_refuses_changed_weights_in_a_valid_file(tmp_path: Path, name: str) -> None:
+    step = save_checkpoint(tmp_path, 5, weights(), {}, buffer=weights())
+    tamper(step / name)
+    message = re.escape(f"{step / name} is damaged: its content does not match the sha256")
+    with pytest.raises(CheckpointError, match=message):
+        verify_step(step)
+    with pytest.raises(CheckpointError, match=message):
+        LOADERS[name](step)
+
+
+def test_select_then_load_hashes_each_file_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    save_checkpoint(tmp_path, 5, weights(), {}, buffer=weights())
+    hashed: list[str] = []
+    real = checkpoint.file_sha256
+
+    def counted(path: Path) -> str:
+        hashed.append(path.name)
+        return real(path)
+
+    monkeypatch.setattr(checkpoint, "file_sha256", counted)
+    step = select_checkpoint(tmp_path)
+    load_checkpoint(step, verify=False)
+    load_buffer(step, verify=False)
+    assert sorted(hashed) == [BUFFER_FILE, STATE_FILE]
+
+
+@pytest.mark.parametrize(("hashes", "keep"), [(True, 0.5), (False, 0.5), (False, 0.0)])
+def test_truncated_file_is_called_damaged_or_truncated(
+    tmp_path: Path, hashes: bool, keep: float
+) -> None:
+    step = save_checkpoint(tmp_path, 5, sample_state(), {})
+    if not hashes:  # then torch.load is what notices
+        drop_hashes(step)
+    data = (step / STATE_FILE).read_bytes()
+    (step / STATE_FILE).write_bytes(data[: int(len(data) * keep)])
+    with pytest.raises(CheckpointError, match="damaged or truncated") as err:
+        load_checkpoint(step)
+    assert str(step / STATE_FILE) in str(err.value)
+    assert "safely" not in str(err.value)
+
+
+@pytest.mark.parametrize("name", [STATE_FILE, META_FILE])
+def test_missing_file_is_called_missing(tmp_path: Path, name: str) -> None:
+    step = save_checkpoint(tmp_path, 5, weights(), {})
+    (step / name).unlink()
+    for check in (verify_step, load_checkpoint):
+        with pytest.raises(CheckpointError, match=re.escape(f"{step / name} is missing.")):
+            check(step)
+
+
+@pytest.mark.parametrize("content", [b'{"format_version": 1, "t_en', b"[1, 2]", b"\xff\xfe{}"])
+def test_garbled_meta_is_called_damaged(tmp_path: Path, content: bytes) -> None:
+    step = save_checkpoint(tmp_path, 5, weights(), {})
+    (step / META_FILE).write_bytes(content)
+    for check in (verify_step, load_checkpoint):
+        with pytest.raises(CheckpointError, match=re.escape(f"{step / META_FILE} is damaged")):
+            check(step)
+
+
+def test_checkpoint_saved_without_hashes_still_loads(tmp_path: Path) -> None:
+    state = sample_state()
+    step = save_checkpoint(tmp_path, 42, state, {}, buffer={"obs": torch.ones(2)})
+    drop_hashes(step)
+    verify_step(step)
+    assert select_checkpoint(tmp_path) == step
+    loaded, meta = load_checkpoint(step)
+    assert_same(state, loaded)
+    assert meta["format_version"] == 1 and "files" not in meta
+    assert_same(load_buffer(step), {"obs": torch.ones(2)})
 
 
 # ---------------------------------------------------------------------- select
@@ -224,3 +356,78 @@ def test_select_error_only_incomplete(tmp_path: Path) -> None:
     with pytest.raises(CheckpointError, match="incomplete") as err:
         select_checkpoint(tmp_path)
     assert str(tmp_path / "checkpoints") in str(err.value)
+
+
+def test_select_accepts_a_step_folder(tmp_path: Path) -> None:
+    root = tmp_path / "checkpoints"
+    for name in ("100", "200"):
+        make_step(root, name)
+    assert select_checkpoint(root / "100") == root / "100"
+    assert select_checkpoint(root / "100", load_step=100) == root / "100"
+    with pytest.raises(CheckpointError, match=re.escape("load_step=200 asks for another")):
+        select_checkpoint(root / "100", load_step=200)
+    make_step(root, "300", complete=False)
+    with pytest.raises(CheckpointError, match=re.escape(f"{root / '300'} is incomplete")):
+        select_checkpoint(root / "300")
+    # Judged by content, not name: Hydra's sweep jobs are run folders named 0, 1, ...
+    make_step(tmp_path / "0" / "checkpoints", "100")
+    assert select_checkpoint(tmp_path / "0") == tmp_path / "0" / "checkpoints" / "100"
+
+
+def test_select_damaged_checkpoint_names_the_good_steps(tmp_path: Path) -> None:
+    for name in ("100", "200", "300"):
+        make_step(tmp_path, name)
+    tamper(tmp_path / "300" / STATE_FILE)
+    with pytest.raises(CheckpointError) as err:
+        select_checkpoint(tmp_path)
+    assert f"{tmp_path / '300' / STATE_FILE} is damaged" in str(err.value)
+    assert f"checkpoint_path={tmp_path} load_step=<step> (good steps: 100, 200)" in str(err.value)
+    assert select_checkpoint(tmp_path, load_step=200) == tmp_path / "200"
+
+    tamper(tmp_path / "100" / STATE_FILE)
+    tamper(tmp_path / "200" / STATE_FILE)
+    with pytest.raises(CheckpointError, match=f"no other checkpoint in {re.escape(str(tmp_path))}"):
+        select_checkpoint(tmp_path / "300")
+
+
+# ---------------------------------------------------------------------- resume fallback
+
+
+def test_newest_good_step_skips_a_damaged_latest(tmp_path: Path) -> None:
+    for name in ("100", "200", "300"):
+        make_step(tmp_path, name)
+    make_step(tmp_path, "400", complete=False)
+    tamper(tmp_path / "300" / STATE_FILE)
+    tamper(tmp_path / "100" / STATE_FILE)  # older than the good one: not checked
+    good, bad = newest_good_step(tmp_path)
+    assert good == tmp_path / "200"
+    assert [step for step, _ in bad] == [tmp_path / "400", tmp_path / "300"]
+    assert f"{tmp_path / '400'} is incomplete" in bad[0][1]
+    assert f"{tmp_path / '300' / STATE_FILE} is damaged" in bad[1][1]
+
+
+def test_newest_good_step_when_none_verifies(tmp_path: Path) -> None:
+    assert newest_good_step(tmp_path / "checkpoints") == (None, [])
+    make_step(tmp_path, "100")
+    (tmp_path / "100" / STATE_FILE).unlink()
+    good, bad = newest_good_step(tmp_path)
+    assert good is None
+    assert bad == [
+        (tmp_path / "100", f"checkpoint file {tmp_path / '100' / STATE_FILE} is missing.")
+    ]
+
+
+def test_move_aside_keeps_the_files_and_frees_the_step(tmp_path: Path) -> None:
+    root = tmp_path / "checkpoints"
+    step = save_checkpoint(root, 300, weights(), {}, buffer=weights())
+    files = {p.name: p.read_bytes() for p in step.iterdir()}
+    moved = move_aside(step)
+    assert moved == root / "damaged-300"
+    assert {p.name: p.read_bytes() for p in moved.iterdir()} == files
+    assert list_steps(root) == ([], [])
+    save_checkpoint(root, 300, weights(), {})  # the run can save that step again
+    assert move_aside(root / "300") == root / "damaged-300-2"
+    save_checkpoint(root, 400, weights(), {})
+    prune_checkpoints(root, 400, "latest", keep_last=1)
+    assert sorted(p.name for p in root.iterdir()) == ["400", "damaged-300", "damaged-300-2"]
+    assert select_checkpoint(root) == root / "400"

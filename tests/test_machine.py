@@ -54,9 +54,29 @@ def test_usable_cpus_counts_the_affinity() -> None:
     assert 1 <= machine.usable_cpus() <= (os.cpu_count() or 1)
 
 
-def test_default_learner_threads_take_the_usable_cpus_up_to_the_cap(
+@pytest.mark.parametrize(
+    ("cpus", "jobs", "acting", "learner", "expected"),
+    [
+        (2, 1, 1, 1, (1, 1, 0)),
+        (2, 1, 1, None, (1, 2, 0)),  # null: the job's share
+        (64, 1, 1, None, (1, machine.SHARED_LEARNER_THREADS_CAP, 0)),
+        (2, 2, 1, 2, (1, 1, 1)),  # two parallel jobs on 2 CPUs: one thread each
+        (2, 2, 1, None, (1, 1, 0)),
+        (2, 1, 4, 8, (2, 2, 2)),  # never more threads than CPUs
+        (16, 4, 1, 8, (1, 4, 1)),
+    ],
+)
+def test_thread_counts_never_oversubscribe_the_jobs_cpus(
     monkeypatch: pytest.MonkeyPatch,
+    cpus: int,
+    jobs: int,
+    acting: int,
+    learner: int | None,
+    expected: tuple[int, int, int],
 ) -> None:
-    for cpus, expected in ((1, 1), (2, 2), (64, machine.DEFAULT_LEARNER_THREADS_CAP)):
-        monkeypatch.setattr(machine, "usable_cpus", lambda cpus=cpus: cpus)
-        assert machine.default_learner_threads() == expected
+    monkeypatch.setattr(machine, "usable_cpus", lambda: cpus)
+    got_acting, got_learner, warnings = machine.thread_counts(acting, learner, jobs)
+    assert (got_acting, got_learner, len(warnings)) == expected
+    for warning in warnings:
+        assert "so threads do not compete for cores" in warning
+        assert ("parallel jobs" in warning) == (jobs > 1)

@@ -51,13 +51,16 @@ def write_run(
     returns: list[float],
     wins: list[float] | None,
     config: bool = True,
+    steps: list[int] = STEPS,
+    settings: str = "",
 ) -> Path:
-    """A run folder as marl-train leaves it: metrics.jsonl (test rows between train and
-    learner rows), config.yaml and .hydra/."""
+    """A run folder as marl-train leaves it: metrics.jsonl (test rows at ``steps``, each
+    followed by train and learner rows), config.yaml (plus the YAML ``settings``) and
+    .hydra/."""
     folder.mkdir(parents=True)
     (folder / ".hydra").mkdir()
     lines = []
-    for i, t in enumerate(STEPS):
+    for i, t in enumerate(steps):
         test = {"t_env": t, "test/return_mean": returns[i], "test/ep_length_mean": 2.0}
         if wins is not None:
             test["test/battle_won_mean"] = wins[i]
@@ -68,6 +71,7 @@ def write_run(
         (folder / "config.yaml").write_text(
             f"seed: {seed}\nt_max: 300\nalgo:\n  name: {algo}\n"
             f"env:\n  _target_: marl.envs.matrix.MatrixEnv\n  game: {game}\n  rounds: 1\n"
+            + settings
         )
     return folder
 
@@ -278,3 +282,127 @@ def test_script_exits_non_zero(tmp_path: Path) -> None:
     )
     assert result.returncode == 1
     assert result.stderr.strip() == f"marl-plot: error: {tmp_path / 'missing'} does not exist."
+
+
+# ---------------------------------------------------- which runs count, what is dropped
+
+
+def plot(argv: list[str], out: Path, capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
+    """``marl-plot argv --out out``: its exit status and its stderr."""
+    status = main([*argv, "--out", str(out)])
+    return status, capsys.readouterr().err
+
+
+def summary_rows(out: Path) -> dict[str, dict[str, str]]:
+    """summary.csv's rows by algo."""
+    with (out / "summary.csv").open() as f:
+        return {row["algo"]: row for row in csv.DictReader(f)}
+
+
+def test_reruns_of_one_seed_count_as_one_seed(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """outputs/ after marl-train ran seed 1 three times (once resumed in a ``_1`` sibling),
+    seed 2 once, and evaluated a seed-1 checkpoint: 2 seeds, not 5 run folders."""
+    seeds = tmp_path / "outputs" / "qmix" / "matrix_two_step"
+    write_run(seeds / "seed1" / "2026-01-01_10-00-00", "qmix", "two_step", 1, [1.0] * 4, None)
+    longest = seeds / "seed1" / "2026-01-02_10-00-00"
+    write_run(longest, "qmix", "two_step", 1, [1, 2, 3, 4, 5, 7], None, steps=[*STEPS, 400, 500])
+    write_run(seeds / "seed1" / "2026-01-01_10-00-00_1", "qmix", "two_step", 1, [2.0] * 4, None)
+    write_run(seeds / "seed2" / "2026-01-01_10-00-00", "qmix", "two_step", 2, qmix_returns(2), None)
+    evaluation = seeds / "seed1" / "2026-01-03_10-00-00"
+    write_run(evaluation, "qmix", "two_step", 1, [0.0] * 4, None, settings="evaluate: true\n")
+    (evaluation / "metrics.jsonl").write_text('{"t_env": 500, "eval/return_mean": 8.0}\n')
+    (evaluation / "eval.json").write_text('{"return_mean": 8.0}\n')
+
+    out = tmp_path / "results"
+    status, err = plot([str(tmp_path / "outputs"), "--metric", "test/return_mean"], out, capsys)
+    assert status == 0
+    qmix = summary_rows(out)["qmix"]
+    assert qmix["n_seeds"] == "2"
+    assert float(qmix["return_final_mean"]) == pytest.approx(6.5)  # mean of 7 (longest), 6
+    assert (
+        "qmix on matrix/two_step: seed 1 has 3 run folders; "
+        f"using the longest, {longest.resolve()}, and setting 2 aside; "
+        "pass one run folder per seed to choose." in err
+    )
+    assert "set aside 1 evaluate-only run folder (eval.json, " in err
+    data = json.loads((out / "marl_eval.json").read_text())
+    assert list(data["matrix"]["two_step"]["qmix"]) == ["run_1", "run_2"]
+
+
+def test_runs_with_other_settings_are_other_lines_not_seeds(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A learning-rate sweep of seeds 1 and 2: two lines of 2 seeds each; a setting that
+    does not change learning (the device, t_max) splits nothing."""
+    for job, (lr, seed) in enumerate([(a, s) for a in ("0.001", "0.0005") for s in (1, 2)]):
+        name = tmp_path / "multirun" / f"{job}_qmix_matrix_two_step_seed{seed}"
+        settings = f"learner:\n  lr: {lr}\ndevice: {'cuda' if job else 'cpu'}\n"
+        write_run(name, "qmix", "two_step", seed, qmix_returns(seed), None, settings=settings)
+    out = tmp_path / "results"
+    status, err = plot([str(tmp_path), "--metric", "test/return_mean"], out, capsys)
+    assert status == 0
+    rows = summary_rows(out)
+    assert {algo: row["n_seeds"] for algo, row in rows.items()} == {
+        "qmix[learner.lr=0.0005]": "2",
+        "qmix[learner.lr=0.001]": "2",
+    }
+    assert "qmix on matrix/two_step: the runs differ in learner.lr besides the seed" in err
+
+
+def write_disjoint_seeds(root: Path) -> None:
+    """qmix on matrix/penalty, seed 1 logging steps 0-100 and seed 2 steps 200-300."""
+    for seed, steps in ((1, STEPS[:2]), (2, STEPS[2:])):
+        folder = root / "qmix" / "matrix_penalty" / f"seed{seed}" / "2026-01-01_10-00-00"
+        write_run(folder, "qmix", "penalty", seed, [1.0, 2.0], None, steps=steps)
+
+
+def test_a_left_out_panel_is_warned_about(
+    sweep: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    write_disjoint_seeds(sweep)
+    argv = [str(sweep), "--metric", "test/return_mean"]
+    status, err = plot(argv, tmp_path / "results", capsys)
+    assert status == 0
+    assert (
+        "marl-plot: warning: test/return_mean: left out the panel matrix/penalty: the seeds' "
+        "logged steps do not overlap (qmix: seed 1: 0-100, seed 2: 200-300); "
+        "pass --allow-partial to plot each step over the seeds that reached it." in err
+    )
+    status, err = plot([*argv, "--allow-partial"], tmp_path / "partial", capsys)
+    assert status == 0 and "left out" not in err
+
+
+def test_a_cut_curve_and_a_seed_without_the_metric_are_warned_about(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Seed 2 stopped at step 100 (the curve is cut there); seed 3 logs no win rate."""
+    runs = tmp_path / "qmix" / "matrix_two_step"
+    write_run(runs / "seed1" / "t", "qmix", "two_step", 1, qmix_returns(1), qmix_wins(1))
+    write_run(runs / "seed2" / "t", "qmix", "two_step", 2, [1.0, 2.0], [0.0, 0.1], steps=STEPS[:2])
+    write_run(runs / "seed3" / "t", "qmix", "two_step", 3, qmix_returns(3), None)
+    status, err = plot([str(tmp_path)], tmp_path / "results", capsys)
+    assert status == 0
+    assert (
+        "test/return_mean: qmix on matrix/two_step is cut to steps 0-100, those every seed "
+        "reached (seed 1: 0-300, seed 2: 0-100, seed 3: 0-300); pass --allow-partial" in err
+    )
+    assert (
+        "test/battle_won_mean: qmix on matrix/two_step has none in seed 3; "
+        "its curve averages the other 2 seeds." in err
+    )
+
+
+def test_nothing_left_to_plot_is_an_error_in_one_sentence(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    write_disjoint_seeds(tmp_path)
+    status, err = plot([str(tmp_path)], tmp_path / "results", capsys)
+    assert status == 1
+    assert err == (
+        "marl-plot: error: nothing to plot: in every group the seeds' logged steps of "
+        "test/return_mean do not overlap; pass --allow-partial to plot each step over the "
+        "seeds that reached it.\n"
+    )
+    assert not (tmp_path / "results").exists()

@@ -73,3 +73,24 @@ def test_time_to_win_reports_the_first_test_at_the_target() -> None:
     # the first test reaches it, and training stops there instead of running to t_max
     assert row["tests"] == [[row["reached"]["t_env"], round(row["reached"]["test/return_mean"], 4)]]
     assert set(row) >= CONTEXT
+
+
+def test_bench_threads_alternates_settings_and_compares_the_default_with_the_best(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    bench = load_script("bench_threads")
+    calls: list[tuple[str, ...]] = []
+    rates = {(): 90.0, ("learner_threads=1",): 100.0, ("learner_threads=2",): 80.0}
+
+    def fake(name: str, updates: int, overrides: list[str]) -> dict:
+        calls.append(tuple(overrides))
+        return {"env_steps_per_s": rates[tuple(overrides)]}
+
+    monkeypatch.setattr(bench, "measure_in_subprocess", fake)
+    monkeypatch.setattr(bench, "start_load", lambda n: [])
+    monkeypatch.setattr(sys, "argv", ["bench_threads.py", "--rounds", "2", "--conditions", "busy"])
+    bench.main()
+    assert calls == [(), ("learner_threads=1",), ("learner_threads=2",)] * 2  # A B C A B C
+    (line,) = [json.loads(s) for s in capsys.readouterr().out.splitlines()]
+    assert line["best_explicit"] == "learner_threads=1" and line["default_vs_best"] == 0.9
+    assert line["condition"] == "busy" and set(line) >= CONTEXT

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -12,10 +13,12 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
+from marl import train
+from marl.config import compose_config
 from marl.errors import UsageError
 from marl.exploration.epsilon_greedy import EpsilonGreedy
 from marl.learners.q_learning import QLearner
-from marl.machine import default_learner_threads
+from marl.machine import SHARED_LEARNER_THREADS_CAP, usable_cpus
 from marl.train import run
 from tests.conftest import group_options
 
@@ -119,7 +122,7 @@ def test_updates_per_rollout_trains_that_many_times(
     assert all(calls[i] == calls[i + 1] == calls[i + 2] for i in range(0, len(calls), 3))
 
 
-@pytest.mark.parametrize(("setting", "expected"), [("3", 3), ("null", None)])
+@pytest.mark.parametrize(("setting", "expected"), [("1", 1), ("null", None), ("64", None)])
 def test_learner_updates_run_with_learner_threads(
     make_config,
     tmp_path: Path,
@@ -127,8 +130,8 @@ def test_learner_updates_run_with_learner_threads(
     setting: str,
     expected: int | None,
 ) -> None:
-    """Updates take `learner_threads` torch threads (null: usable CPUs, capped); acting keeps
-    `torch_threads`."""
+    """Updates take `learner_threads` torch threads (null: the CPU share up to a cap; never
+    more than the CPUs); acting keeps `torch_threads`."""
     threads: dict[str, set[int]] = {"update": set(), "act": set()}
     train, select = QLearner.train, EpsilonGreedy.select
 
@@ -143,14 +146,24 @@ def test_learner_updates_run_with_learner_threads(
     monkeypatch.setattr(QLearner, "train", update)
     monkeypatch.setattr(EpsilonGreedy, "select", act)
     run(make_config(f"learner_threads={setting}", "torch_threads=1"), tmp_path)
-    assert threads["update"] == {expected or default_learner_threads()}
+    share = min(usable_cpus(), SHARED_LEARNER_THREADS_CAP if setting == "null" else 64)
+    assert threads["update"] == {expected or share}
     assert threads["act"] == {1}
+
+
+def test_the_default_is_one_learner_thread(make_config) -> None:
+    """Two threads were up to 12x slower than one beside another CPU-bound job."""
+    assert compose_config([]).learner_threads == 1
 
 
 def test_a_run_folder_with_metrics_is_never_overwritten(make_config, tmp_path: Path) -> None:
     run(make_config(), tmp_path)
     before = (tmp_path / "metrics.jsonl").read_text()
-    with pytest.raises(FileExistsError):
+    run(make_config(), tmp_path)  # finished: nothing to do
+    with pytest.raises(UsageError, match="finished at t_env 200 without checkpoints to continue"):
+        run(make_config("t_max=400"), tmp_path)
+    (tmp_path / "FINISHED").unlink()  # as if it had been killed before the end
+    with pytest.raises(UsageError, match=r"stopped without a checkpoint .* another hydra\.run\.dir"):
         run(make_config(), tmp_path)
     assert (tmp_path / "metrics.jsonl").read_text() == before
 
@@ -228,6 +241,7 @@ def test_cli_user_errors_exit_nonzero_with_one_message(
     assert message in out.stdout + out.stderr
     assert "Traceback" not in out.stdout + out.stderr
     assert not list(tmp_path.rglob("metrics.jsonl"))
+    assert not list(tmp_path.rglob("*.log"))  # a failed run leaves no run folder behind
 
 
 def test_evaluate_on_battle_saves_gif_replays(make_config, tmp_path: Path) -> None:
@@ -241,7 +255,51 @@ def test_evaluate_on_battle_saves_gif_replays(make_config, tmp_path: Path) -> No
     assert 0.0 <= result["win_rate"] <= 1.0
     replays = sorted((tmp_path / "eval" / "replays").glob("*.gif"))
     assert [str(p) for p in replays] == result["replays"]
-    assert len(replays) == 1  # the first copy of the one batch played
+    assert len(replays) == 2  # one per evaluated episode
     assert replays[0].read_bytes()[:6] in (b"GIF87a", b"GIF89a")
     described = json.loads((tmp_path / "train" / "env_info.json").read_text())
     assert "approximation" in described["simulator"]
+
+
+def test_evaluate_takes_algo_env_and_learner_from_the_checkpoint(
+    make_config, tmp_path: Path
+) -> None:
+    """`marl-train checkpoint_path=<run> evaluate=true` needs no algo or env retyped."""
+    trained = ["algo=vdn", "env.game=climbing", "save_model=true"]
+    run(make_config(*trained), tmp_path / "train")
+    given = [f"checkpoint_path={tmp_path / 'train'}", "evaluate=true"]
+    with pytest.raises(UsageError, match="does not fit this env"):
+        run(make_config(*given), tmp_path / "eval_api")  # scripts: the config as given
+    run(make_config(*given), tmp_path / "eval", overrides=given)  # the command line's way
+    saved = OmegaConf.load(tmp_path / "eval" / "config.yaml")
+    assert saved.algo.name == "vdn" and saved.env.game == "climbing"
+    assert json.loads((tmp_path / "eval" / "eval.json").read_text())["n_episodes"] == 4
+    # What the command line sets wins: here an env the checkpoint does not fit.
+    with pytest.raises(UsageError, match="does not fit this env"):
+        run(make_config(*given, "env=battle"), tmp_path / "eval2", overrides=[*given, "env=battle"])
+
+
+def test_preflight_names_a_missing_slurm(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(train.shutil, "which", lambda name: None)
+    with pytest.raises(
+        UsageError, match="hydra/launcher=slurm needs SLURM, and there is no sbatch"
+    ):
+        train.preflight(["-m", "seed=1,2", "hydra/launcher=slurm"])
+    train.preflight(["-m", "seed=1,2", "hydra/launcher=local_parallel"])
+
+
+@pytest.mark.parametrize("key", ["hydra.run.dir", "hydra.sweep.dir"])
+def test_preflight_names_a_read_only_or_full_disk(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, key: str
+) -> None:
+    args = ["-m"] if key == "hydra.sweep.dir" else []
+    args.append(f"{key}={tmp_path / 'new' / 'run'}")
+    train.preflight(args)
+    monkeypatch.setattr(train.os, "access", lambda path, mode: False)
+    with pytest.raises(UsageError, match=f"{tmp_path} is not writable .* set {key}="):
+        train.preflight(args)
+    monkeypatch.undo()
+    usage = shutil.disk_usage(tmp_path)._replace(free=1024)
+    monkeypatch.setattr(train.shutil, "disk_usage", lambda path: usage)
+    with pytest.raises(UsageError, match=r"has 0\.0 MB free; free some space"):
+        train.preflight(args)

@@ -122,7 +122,7 @@ class ReplayEnv(Protocol):
     """An env that can record episodes and save them as replays (``save_replay=true``)."""
 
     def set_recording(self, on: bool) -> None:
-        """Record the episodes played from now on (the first copy of each batch)."""
+        """Record the episodes played from now on, in every copy of the batch."""
         ...
 
     def save_replay(self, directory: Path) -> list[Path]:

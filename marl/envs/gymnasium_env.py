@@ -27,7 +27,9 @@ convention of ``lbforaging`` and ``rware``), with ``Discrete`` actions:
 
 The package that registers the id is imported first: ``import_module`` (set by
 the presets) or a ``module:`` prefix of the key, Gymnasium's own syntax, as in
-``env.key=rware:rware-tiny-2ag-v2``. Copies run through `marl.envs.workers`.
+``env.key=rware:rware-tiny-2ag-v2``. A mistyped module or id is one sentence that
+offers the closest installed module or registered id (`import_named`, shared with
+the PettingZoo adapter). Copies run through `marl.envs.workers`.
 
 Shapes: B env copies, N agents, A actions, O obs size, S state size.
 """
@@ -35,9 +37,14 @@ Shapes: B env copies, N agents, A actions, O obs size, S state size.
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import functools
+import importlib.util
+import pkgutil
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from types import ModuleType
 from typing import Any
 
 import numpy as np
@@ -45,11 +52,13 @@ import torch
 from omegaconf import MISSING, DictConfig, OmegaConf
 
 from marl.envs.base import EnvInfo
-from marl.envs.workers import BatchedSingleEnv, require
+from marl.envs.workers import EXTRAS, BatchedSingleEnv, require
 from marl.errors import UsageError
+from marl.validation import bounds, choices, required
 
 REWARD_MODES = ("sum", "mean")
 GYM_STATE_MODES = ("concat", "auto")
+CLOSE_NAME = 0.75  # difflib ratio of a likely typo: mpe3 -> mpe2, lbforaging2 -> lbforaging
 
 
 @dataclass
@@ -57,22 +66,89 @@ class GymnasiumEnvConfig:
     """Schema for `env=gymnasium` (and the `lbf`, `rware` presets)."""
 
     _target_: str = "marl.envs.gymnasium_env.GymnasiumEnv"
-    key: str = MISSING
+    key: str = field(
+        default=MISSING, metadata=required("Gymnasium id", "lbforaging:Foraging-8x8-2p-2f-v3")
+    )
     """Registered Gymnasium id, optionally `module:id` (e.g. `rware:rware-tiny-2ag-v2`)."""
     import_module: str | None = None
     """Module imported before `gym.make` to register the id (e.g. `lbforaging`)."""
-    time_limit: int = 0
+    time_limit: int = field(default=0, metadata=bounds(0, note="0: the env's own limit"))
     """Steps per episode, a truncation when reached (0 = the id's registered limit)."""
-    reward: str = "sum"
+    reward: str = field(default="sum", metadata=choices(*REWARD_MODES))
     """Team reward from per-agent rewards: sum | mean."""
     agent_rewards: bool = False
     """Also report each agent's step reward as info `reward_agent_<i>`."""
-    state: str = "concat"
+    state: str = field(default="concat", metadata=choices(*GYM_STATE_MODES))
     """Global state: concat (all observations) | auto (the env's `get_state()` if any)."""
     workers: bool = True
     """Run B > 1 copies in worker processes (false: one after the other in this process)."""
     kwargs: dict[str, Any] = field(default_factory=dict)
     """Extra env constructor arguments, merged into the registered ones."""
+
+
+def closest(name: str, candidates: set[str]) -> str | None:
+    """The candidate ``name`` is most likely a typo of, if any is close enough."""
+    close = difflib.get_close_matches(name, sorted(candidates - {name}), n=1, cutoff=CLOSE_NAME)
+    return close[0] if close else None
+
+
+def can_find(module: str) -> bool | None:
+    """Whether an installed module is called ``module`` (None: its parent package exists
+    but fails to import, which `require` explains)."""
+    try:
+        return importlib.util.find_spec(module) is not None
+    except ModuleNotFoundError as err:  # the parent is no package, or lacks a dependency
+        return False if err.name == module else None
+    except (ImportError, ValueError):
+        return None
+
+
+def module_names(parent: str) -> set[str]:
+    """The modules one could import inside ``parent`` ("" for the top level)."""
+    if not parent:
+        top = {m.name for m in pkgutil.iter_modules()} | set(sys.builtin_module_names)
+        return top | set(EXTRAS)
+    path = getattr(sys.modules.get(parent), "__path__", None)
+    return {m.name for m in pkgutil.iter_modules(path)} if path else set()
+
+
+def first_missing(module: str) -> int | None:
+    """The index of the first dotted part of ``module`` that cannot be found, if any."""
+    parts = module.split(".")
+    for i in range(len(parts)):
+        found = can_find(".".join(parts[: i + 1]))
+        if found is None:
+            return None
+        if not found:
+            return i
+    return None
+
+
+def import_named(module: str, setting: str, needed_by: str) -> ModuleType:
+    """Import a module the user named (``setting``, e.g. ``env.module='mpe2'``).
+
+    A name that no installed module has is most likely mistyped, and ``pip install
+    <typo>`` is bad advice: the sentence says it cannot be imported and offers the
+    closest module there is. The known env packages (`EXTRAS`) and modules that exist
+    but fail to import are left to `require`, which names what to install.
+    """
+    index = first_missing(module)
+    parts = module.split(".")
+    if index is None or (index == 0 and parts[0] in EXTRAS):
+        return require(module, needed_by)
+    parent = ".".join(parts[:index])
+    guess = closest(parts[index], module_names(parent))
+    if guess is None and not parent:
+        raise UsageError(
+            f"{setting} cannot be imported: no installed module has that name "
+            "(install the package that provides it, or correct the name)."
+        )
+    if guess is None:
+        raise UsageError(f"{setting} cannot be imported: {parent} has no module {parts[index]!r}.")
+    hint = f"did you mean {'.'.join([*parts[:index], guess])!r}"
+    if not parent and guess in EXTRAS and not can_find(guess):
+        hint += f" (not installed: pip install 'marl[{EXTRAS[guess]}]')"
+    raise UsageError(f"{setting} cannot be imported; {hint}?")
 
 
 def to_plain(value: Any) -> Any:
@@ -130,12 +206,7 @@ class GymnasiumSingleEnv:
         state: str = "concat",
         kwargs: dict[str, Any] | None = None,
     ) -> None:
-        gym = import_env_packages(key, import_module)
-        env_id = key.split(":", 1)[-1]
-        try:
-            spec = gym.spec(env_id)
-        except gym.error.Error as err:
-            raise UsageError(f"env.key={key!r} is not a registered Gymnasium env ({err}).") from err
+        gym, spec = registered_spec(key, import_module)
         spec = dataclasses.replace(spec, kwargs={**spec.kwargs, **(kwargs or {})})
         self.env = gym.make(
             spec, max_episode_steps=time_limit if time_limit > 0 else None, disable_env_checker=True
@@ -248,10 +319,40 @@ class GymnasiumSingleEnv:
 def import_env_packages(key: str, import_module: str | None) -> Any:
     """Import gymnasium and the module registering ``key``; missing ones are a `UsageError`."""
     gym = require("gymnasium", f"env {key}")
-    for module in (import_module, key.split(":", 1)[0] if ":" in key else None):
-        if module:
-            require(module, f"env {key}")
+    if import_module:
+        import_named(import_module, f"env.import_module={import_module!r}", f"env {key}")
+    module = key.split(":", 1)[0] if ":" in key else ""
+    if module:
+        import_named(module, f"module {module!r} of env.key={key!r}", f"env {key}")
     return gym
+
+
+def registered_spec(key: str, import_module: str | None) -> tuple[Any, Any]:
+    """Gymnasium and the registered spec of ``key``; an unknown id is a `UsageError`."""
+    gym = import_env_packages(key, import_module)
+    env_id = key.split(":", 1)[-1]
+    try:
+        return gym, gym.spec(env_id)
+    except gym.error.Error as err:
+        named = bool(import_module) or ":" in key
+        raise UsageError(unknown_id(key, env_id, set(gym.registry), named)) from err
+
+
+def unknown_id(key: str, env_id: str, registered: set[str], named_package: bool) -> str:
+    """One sentence for an id nobody registered: the closest registered one, or (when no
+    package was named to register it) how to name one."""
+    if not env_id:
+        return f"env.key={key!r} names no Gymnasium env id."
+    guess = closest(env_id, registered)
+    if guess is not None:
+        suggestion = key.removesuffix(env_id) + guess  # keeps a `module:` prefix
+        return f"env.key={key!r} is not a registered Gymnasium env; did you mean {suggestion!r}?"
+    if not named_package:
+        return (
+            f"env.key={key!r} is not a registered Gymnasium env; if a package registers it, "
+            f"name that package too, as in env.key=<package>:{env_id}."
+        )
+    return f"env.key={key!r} is not a registered Gymnasium env."
 
 
 class GymnasiumEnv(BatchedSingleEnv):
@@ -273,7 +374,7 @@ class GymnasiumEnv(BatchedSingleEnv):
         device: str | torch.device = "cpu",
     ) -> None:
         check_adapter_settings(reward, state, GYM_STATE_MODES, time_limit)
-        import_env_packages(key, import_module)  # fail here, in one sentence, not in a worker
+        registered_spec(key, import_module)  # fail here, in one sentence, not in a worker
         self.key = key
         factory = functools.partial(
             GymnasiumSingleEnv,

@@ -26,13 +26,14 @@ Shapes: B env copies, N agents (2), A actions, G game states, S state size
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 
 from marl.envs.action_check import ActionCheck
 from marl.envs.base import EnvInfo, StepResult
+from marl.validation import bounds, choices
 
 N_AGENTS = 2
 START_STATE = 0  # the game state every round begins in
@@ -44,11 +45,11 @@ class MatrixEnvConfig:
     """Schema for `env=matrix`."""
 
     _target_: str = "marl.envs.matrix.MatrixEnv"
-    game: str = "two_step"
+    game: str = field(default="two_step", metadata=choices("penalty", "climbing", "two_step"))
     """Which game to play: penalty | climbing | two_step."""
-    k: float = -100.0
+    k: float = field(default=-100.0, metadata=bounds(high=0))
     """Miscoordination penalty of the penalty game (ignored by the others)."""
-    rounds: int = 1
+    rounds: int = field(default=1, metadata=bounds(1))
     """Times the game is played per episode (1 = one-shot)."""
     defer_checks: bool | None = None
     """Check actions on the device, read back once per episode (no per-step host wait);

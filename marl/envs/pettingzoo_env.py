@@ -37,13 +37,19 @@ from omegaconf import MISSING
 
 from marl.envs.base import EnvInfo
 from marl.envs.gymnasium_env import (
+    REWARD_MODES,
     agent_reward_info,
     check_adapter_settings,
+    closest,
+    first_missing,
+    import_named,
+    module_names,
     team_reward,
     to_plain,
 )
 from marl.envs.workers import BatchedSingleEnv, require
 from marl.errors import UsageError
+from marl.validation import bounds, choices, required
 
 PZ_STATE_MODES = ("auto", "concat")
 DEAD_ACTION = 0  # the only action an agent that left the episode may take
@@ -54,17 +60,19 @@ class PettingZooEnvConfig:
     """Schema for `env=pettingzoo` (and the `mpe` preset)."""
 
     _target_: str = "marl.envs.pettingzoo_env.PettingZooEnv"
-    module: str = MISSING
+    module: str = field(default=MISSING, metadata=required("package", "mpe2"))
     """Package holding the env, e.g. `mpe2`."""
-    name: str = MISSING
+    name: str = field(
+        default=MISSING, metadata=required("env module with parallel_env", "simple_spread_v3")
+    )
     """Env module inside it with a `parallel_env` function, e.g. `simple_spread_v3`."""
-    time_limit: int = 0
+    time_limit: int = field(default=0, metadata=bounds(0, note="0: the env's own limit"))
     """Steps per episode, a truncation when reached (0 = the env's `max_cycles`)."""
-    reward: str = "sum"
+    reward: str = field(default="sum", metadata=choices(*REWARD_MODES))
     """Team reward from per-agent rewards: sum | mean."""
     agent_rewards: bool = False
     """Also report each agent's step reward as info `reward_agent_<i>`."""
-    state: str = "auto"
+    state: str = field(default="auto", metadata=choices(*PZ_STATE_MODES))
     """Global state: auto (the env's `state()` when it has one) | concat (all observations)."""
     workers: bool = True
     """Run B > 1 copies in worker processes (false: one after the other in this process)."""
@@ -77,17 +85,12 @@ def import_parallel_env(module: str, name: str) -> Any:
     os.environ.setdefault("PYGAME_HIDE_SUPPORT_PROMPT", "1")  # before pygame is imported
     what = f"env {module}.{name}"
     require("pettingzoo", what)
-    package = require(module, what)
-    try:
-        env_module = require(f"{module}.{name}", what)
-    except UsageError as err:
-        if isinstance(err.__cause__, ModuleNotFoundError) and (
-            err.__cause__.name == f"{module}.{name}"
-        ):
-            raise UsageError(
-                f"{module} has no env {name!r} (env.name); see {package.__name__}'s docs."
-            ) from err
-        raise
+    import_named(module, f"env.module={module!r}", what)
+    if first_missing(f"{module}.{name}") is not None:
+        guess = closest(name, module_names(module))
+        hint = f"did you mean {guess!r}?" if guess else f"see {module}'s docs."
+        raise UsageError(f"{module} has no env {name!r} (env.name); {hint}")
+    env_module = require(f"{module}.{name}", what)
     parallel_env = getattr(env_module, "parallel_env", None)
     if not callable(parallel_env):
         raise UsageError(f"{what} has no parallel_env(); only PettingZoo parallel envs work.")

@@ -56,7 +56,7 @@ import os
 import re
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Protocol, cast
 
@@ -71,6 +71,7 @@ from marl.envs.workers import (
     WorkerBatchedEnv,
 )
 from marl.errors import UsageError
+from marl.validation import choices
 
 log = logging.getLogger(__name__)
 
@@ -90,7 +91,7 @@ class SC2EnvConfig(SMACArgs):
     """Schema for `env=sc2`: PyMARL's `sc2` env_args, passed to SMAC's StarCraft2Env."""
 
     _target_: str = "marl.envs.sc2.SC2Env"
-    difficulty: str = "7"
+    difficulty: str = field(default="7", metadata=choices(*"123456789A"))
     """Built-in AI level of the enemy, "1" (very easy) to "A" (cheat insane); SMAC uses "7"."""
     game_version: str | None = None
     """SC2 version to run, e.g. "4.6.2" (null: the newest under $SC2PATH/Versions)."""

@@ -6,7 +6,9 @@ and observation flags are declared once (PyMARL's `sc2` env_args, SMAC's default
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+
+from marl.validation import bounds
 
 
 @dataclass
@@ -15,9 +17,9 @@ class SMACArgs:
 
     map_name: str = "3m"
     """SMAC map name."""
-    step_mul: int = 8
+    step_mul: int = field(default=8, metadata=bounds(1))
     """Game loops per agent step."""
-    move_amount: float = 2.0
+    move_amount: float = field(default=2.0, metadata=bounds(0, low_open=True))
     """How far away a move order points."""
     continuing_episode: bool = False
     """A timeout is a truncation (info episode_limit True, bootstrapped), as SMAC."""
@@ -25,17 +27,17 @@ class SMACArgs:
     """+1 for a win, -1 for a loss, nothing else."""
     reward_only_positive: bool = True
     """Reward is abs(damage dealt + kill bonus); ally losses are ignored."""
-    reward_death_value: float = 10.0
+    reward_death_value: float = field(default=10.0, metadata=bounds(0))
     """Bonus per enemy killed (and penalty per ally lost when not only positive)."""
-    reward_win: float = 200.0
+    reward_win: float = field(default=200.0, metadata=bounds(0))
     """Bonus for winning."""
-    reward_defeat: float = 0.0
+    reward_defeat: float = field(default=0.0, metadata=bounds(high=0))
     """Bonus (<= 0) for losing."""
-    reward_negative_scale: float = 0.5
+    reward_negative_scale: float = field(default=0.5, metadata=bounds(0))
     """Weight of damage taken and allies lost when not only positive."""
     reward_scale: bool = True
     """Divide rewards by max_reward / reward_scale_rate (a perfect episode returns ~20)."""
-    reward_scale_rate: float = 20.0
+    reward_scale_rate: float = field(default=20.0, metadata=bounds(0, low_open=True))
     """A perfect episode returns about this much when scaling."""
     obs_all_health: bool = True
     """Observe the health (and shield) of every visible unit."""

@@ -5,12 +5,13 @@ Shapes: B env copies, N agents, A actions.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 
 from marl.exploration.schedules import LinearSchedule
 from marl.ops.masked import masked_fill_unavailable
+from marl.validation import bounds
 
 
 @dataclass
@@ -18,12 +19,12 @@ class EpsilonGreedyConfig:
     """Schema for epsilon-greedy exploration (`algo.action_selector`)."""
 
     _target_: str = "marl.exploration.epsilon_greedy.EpsilonGreedy"
-    epsilon_start: float = 1.0
+    epsilon_start: float = field(default=1.0, metadata=bounds(0, 1))
     """Exploration rate at t_env = 0."""
-    epsilon_finish: float = 0.05
+    epsilon_finish: float = field(default=0.05, metadata=bounds(0, 1))
     """Exploration rate after the anneal."""
-    epsilon_anneal_time: int = 50000
-    """Environment steps of the linear anneal."""
+    epsilon_anneal_time: int = field(default=50000, metadata=bounds(0))
+    """Environment steps of the linear anneal (0: epsilon_finish from the start)."""
 
 
 class EpsilonGreedy:

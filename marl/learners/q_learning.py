@@ -17,7 +17,7 @@ N agents, A actions, S state size, K = 1 with a mixer, N without.
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -30,6 +30,7 @@ from marl.learners.target_cache import TargetCache
 from marl.ops.masked import masked_fill_unavailable, masked_mean
 from marl.ops.returns import one_step_targets, td_lambda_targets
 from marl.ops.running_stats import RunningMeanStd
+from marl.validation import bounds, choices
 
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune")
 
@@ -39,30 +40,30 @@ class QLearnerConfig:
     """Schema for `learner=q_learning`."""
 
     _target_: str = "marl.learners.q_learning.QLearner"
-    gamma: float = 0.99
+    gamma: float = field(default=0.99, metadata=bounds(0, 1))
     """Discount factor."""
-    lr: float = 0.0005
+    lr: float = field(default=0.0005, metadata=bounds(0, low_open=True))
     """Learning rate."""
-    optimizer: str = "rmsprop"
+    optimizer: str = field(default="rmsprop", metadata=choices("rmsprop", "adam"))
     """rmsprop | adam."""
-    optim_alpha: float = 0.99
+    optim_alpha: float = field(default=0.99, metadata=bounds(0, 1, high_open=True))
     """RMSprop smoothing constant."""
-    optim_eps: float = 0.00001
+    optim_eps: float = field(default=0.00001, metadata=bounds(0, low_open=True))
     """Optimiser epsilon."""
-    grad_norm_clip: float = 10.0
+    grad_norm_clip: float = field(default=10.0, metadata=bounds(0, low_open=True))
     """Clip the global gradient norm to this value."""
     double_q: bool = True
     """Choose next actions with the live network, value them with the target network."""
-    td_lambda: float = 0.0
+    td_lambda: float = field(default=0.0, metadata=bounds(0, 1))
     """Lambda of TD(lambda) targets; 0 gives 1-step targets."""
-    target_update_interval: int = 200
+    target_update_interval: int = field(default=200, metadata=bounds(1))
     """Episodes between hard target-network copies (used when tau is null)."""
-    tau: float | None = None
+    tau: float | None = field(default=None, metadata=bounds(0, 1, low_open=True))
     """Soft target update rate per training step; null for hard copies."""
     standardise_rewards: bool = False
     """Train on (r - mean) / std, the running moments of every real transition's
     reward sampled so far (EPyMARL's ``standardise_rewards``)."""
-    compile: str | None = None
+    compile: str | None = field(default=None, metadata=choices(*COMPILE_MODES))
     """torch.compile the loss: null (eager) | default | reduce-overhead (CUDA graphs on
     a GPU) | max-autotune. The first updates pay the compile time."""
     cache_targets: bool = False

@@ -8,7 +8,9 @@ again that W&B has already seen, and W&B drops rows whose ``step`` goes back.
 
 W&B is optional: when it is not installed, or any W&B call fails (no API key,
 no network, a bad project), this logger warns once and turns itself off, and
-training goes on with the other loggers.
+training goes on with the other loggers. Online, it first says that it is
+connecting: without network ``wandb.init`` waits ``init_timeout`` seconds
+(W&B's ``Settings.init_timeout``) before it fails.
 """
 
 from __future__ import annotations
@@ -18,12 +20,13 @@ import re
 import secrets
 import string
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from marl.envs.base import env_task as task_of_env
 from marl.logging.base import Logger, RunInfo
+from marl.validation import bounds, choices
 
 log = logging.getLogger("marl")
 
@@ -46,7 +49,7 @@ class WandbLoggerConfig:
     """W&B project the runs go to."""
     entity: str | None = None
     """W&B user or team; null: the account's default entity."""
-    mode: str = "online"
+    mode: str = field(default="online", metadata=choices("online", "offline", "disabled"))
     """online | offline (sync later with `wandb sync`) | disabled (log nothing)."""
     group: str | None = None
     """null: the sweep folder for a multirun job, else algo-env-task (the config minus seed)."""
@@ -56,7 +59,7 @@ class WandbLoggerConfig:
     """Display name; null: the run folder's name."""
     notes: str | None = None
     """Free text shown with the run."""
-    init_timeout: float = 90.0
+    init_timeout: float = field(default=30.0, metadata=bounds(0, low_open=True))
     """Seconds `wandb.init` may wait for the server before this logger gives up."""
 
 
@@ -137,7 +140,7 @@ class WandbLogger(Logger):
         tags: Sequence[str] | None = None,
         name: str | None = None,
         notes: str | None = None,
-        init_timeout: float = 90.0,
+        init_timeout: float = 30.0,
     ) -> None:
         self.project = project
         self.entity = entity
@@ -193,6 +196,8 @@ class WandbLogger(Logger):
             id_path = run_id_path(run.run_dir, run.job_type)
             self.run_id = self._resolve_run_id(id_path)
             id_path.write_text(self.run_id + "\n", encoding="utf-8")
+            if self.mode == "online":
+                self._announce_connecting()
             self.run = wandb.init(
                 project=self.project,
                 entity=self.entity,
@@ -216,6 +221,15 @@ class WandbLogger(Logger):
         except Exception as err:
             self._fail("init", err)
             self._finish_quietly()
+
+    def _announce_connecting(self) -> None:
+        """Say why the run may pause: without network ``wandb.init`` waits ``init_timeout``."""
+        log.info(
+            "W&B: connecting to the server. Without network, wandb.init gives up after "
+            "logger.wandb.init_timeout=%g s and training goes on without W&B; "
+            "WANDB_MODE=offline logs locally instead, for `wandb sync` later.",
+            self.init_timeout,
+        )
 
     def log(self, metrics: Mapping[str, float], t_env: int) -> None:
         if self.disabled or self.run is None:

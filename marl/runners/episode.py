@@ -11,7 +11,7 @@ O obs size, S state size.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -23,6 +23,7 @@ from marl.data.scheme import Field, Scheme, compact_index_dtype
 from marl.envs.base import BatchedEnv, EnvInfo
 from marl.errors import UsageError
 from marl.exploration.epsilon_greedy import EpsilonGreedy
+from marl.validation import bounds
 
 
 @dataclass
@@ -30,7 +31,7 @@ class EpisodeRunnerConfig:
     """Schema for `runner=episode`."""
 
     _target_: str = "marl.runners.episode.EpisodeRunner"
-    sync_every: int | None = None
+    sync_every: int | None = field(default=None, metadata=bounds(1))
     """Steps between reads of "has every copy ended?" back to the host; None: 1 on the
     CPU, where the read is free, and 8 on other devices, where each read makes the host
     wait for the device. Copies that ended step on frozen and unrecorded in between."""

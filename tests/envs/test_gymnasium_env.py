@@ -338,3 +338,47 @@ def test_qmix_trains_end_to_end(name: str, overrides: list[str], tmp_path: Path)
     lines = (tmp_path / "metrics.jsonl").read_text().splitlines()
     assert any('"test/return_mean"' in line for line in lines)
     assert any('"learner/loss"' in line for line in lines)
+
+
+def is_one_sentence(message: str) -> bool:
+    """One line that ends once (gymnasium's own errors run to several sentences)."""
+    return "\n" not in message and message[-1] in ".?" and ". " not in message
+
+
+@pytest.mark.parametrize(
+    ("key", "message"),
+    [
+        pytest.param(
+            f"lbforaging2:{LBF}",
+            f"module 'lbforaging2' of env.key='lbforaging2:{LBF}' cannot be imported; "
+            "did you mean 'lbforaging'?",
+            marks=needs_lbf,
+            id="uninstalled package",
+        ),
+        pytest.param(
+            "lbforaging:Foraging-8x8-2p-2f-v9",
+            "env.key='lbforaging:Foraging-8x8-2p-2f-v9' is not a registered Gymnasium env; "
+            f"did you mean 'lbforaging:{LBF}'?",
+            marks=needs_lbf,
+            id="unknown version",
+        ),
+        pytest.param(
+            "MarlTest/Tiny-v9",
+            "env.key='MarlTest/Tiny-v9' is not a registered Gymnasium env; "
+            "did you mean 'MarlTest/Tiny-v0'?",
+            id="unknown id",
+        ),
+        pytest.param(
+            "NoSuchEnv-v0",
+            "env.key='NoSuchEnv-v0' is not a registered Gymnasium env; if a package registers "
+            "it, name that package too, as in env.key=<package>:NoSuchEnv-v0.",
+            id="no package named",
+        ),
+    ],
+)
+def test_bad_keys_are_one_sentence(key: str, message: str) -> None:
+    """`env.key=lbforaging2:Foraging-...` was told `pip install lbforaging2`; an unknown
+    id got gymnasium's error of several sentences."""
+    with pytest.raises(UsageError) as info:
+        GymnasiumEnv(key, time_limit=5, batch_size=2, seed=0)  # before any worker starts
+    assert str(info.value) == message and is_one_sentence(message)

@@ -17,6 +17,7 @@ from hydra.utils import instantiate
 from marl.config import compose_config
 from marl.envs.base import BatchedEnv
 from marl.envs.pettingzoo_env import PettingZooEnv
+from marl.envs.workers import EXTRAS
 from marl.errors import UsageError
 
 needs_mpe = pytest.mark.skipif(
@@ -257,3 +258,62 @@ def test_qmix_trains_end_to_end_on_mpe(tmp_path: Path) -> None:
     lines = (tmp_path / "metrics.jsonl").read_text().splitlines()
     assert any('"test/return_mean"' in line for line in lines)
     assert any('"learner/loss"' in line for line in lines)
+
+
+@pytest.fixture
+def zoo_on_disk(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+    """An installed package `marl_test_zoo` holding env module `tiny_v0`."""
+    pytest.importorskip("pettingzoo")
+    package = tmp_path / "marl_test_zoo"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    (package / "tiny_v0.py").write_text("")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    return package.name
+
+
+@pytest.mark.parametrize(
+    ("module", "name", "message"),
+    [
+        (
+            "marl_test_zo",
+            "tiny_v0",
+            "env.module='marl_test_zo' cannot be imported; did you mean 'marl_test_zoo'?",
+        ),
+        (
+            "marl_test_zoo",
+            "tiny_v1",
+            "marl_test_zoo has no env 'tiny_v1' (env.name); did you mean 'tiny_v0'?",
+        ),
+        (
+            "marl_test_absnt",  # close to a known env package that is not installed
+            "tiny_v0",
+            "env.module='marl_test_absnt' cannot be imported; did you mean 'marl_test_absent' "
+            "(not installed: pip install 'marl[absent]')?",
+        ),
+        (
+            "qqq_no_such_module",
+            "tiny_v0",
+            "env.module='qqq_no_such_module' cannot be imported: no installed module has that "
+            "name (install the package that provides it, or correct the name).",
+        ),
+    ],
+    ids=["module typo", "env typo", "typo of a known package", "nothing close"],
+)
+def test_a_mistyped_module_gets_the_closest_one_not_pip_install(
+    zoo_on_disk: str, monkeypatch: pytest.MonkeyPatch, module: str, name: str, message: str
+) -> None:
+    """`env.module=mpe3` was told `pip install mpe3`."""
+    monkeypatch.setitem(EXTRAS, "marl_test_absent", "absent")
+    with pytest.raises(UsageError) as info:
+        PettingZooEnv(module, name, time_limit=5, batch_size=2, seed=0)
+    assert str(info.value) == message
+
+
+def test_the_reported_typo_is_not_sent_to_pip() -> None:
+    """`marl-train env=pettingzoo env.module=mpe3 env.name=simple_spread_v3`."""
+    pytest.importorskip("pettingzoo")
+    with pytest.raises(UsageError) as info:
+        PettingZooEnv("mpe3", "simple_spread_v3", time_limit=25, batch_size=1, seed=0)
+    assert str(info.value).startswith("env.module='mpe3' cannot be imported")
+    assert "pip install mpe3" not in str(info.value)

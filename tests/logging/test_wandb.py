@@ -294,3 +294,34 @@ def test_training_jobs_in_one_process(
         assert b"test/return_mean" in data and b"two_step" in data
         ids.append((run_dir / RUN_ID_FILE).read_text().strip())
     assert ids[0] != ids[1]
+
+
+def test_online_init_says_it_connects_and_waits_at_most_init_timeout(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Online without network, ``wandb.init`` waits for its init timeout: a line says so
+    first, and the wait is 30 s (W&B's own default, 90 s, was a silent ~100 s pause)."""
+    monkeypatch.delenv("WANDB_MODE")
+    said_before_init: list[list[str]] = []
+    settings: list[Any] = []
+
+    def timed_out(**kwargs: Any) -> None:
+        said_before_init.append([r.getMessage() for r in caplog.records])
+        settings.append(kwargs["settings"])
+        raise wandb.errors.CommError("Run initialization has timed out after 30.0 sec.")
+
+    monkeypatch.setattr(wandb, "init", timed_out)
+    logger = instantiate(compose_with_wandb().logger.wandb)
+    with caplog.at_level(logging.INFO, logger="marl"):
+        logger.start(run_info(tmp_path / "run"))
+    assert [s.init_timeout for s in settings] == [30]
+    ((connecting,),) = said_before_init
+    assert "connecting" in connecting and "WANDB_MODE=offline" in connecting
+    assert "init_timeout=30 s" in connecting
+    (warning,) = warnings_of(caplog)  # then the warn-once path: training goes on
+    assert "timed out" in warning.getMessage() and logger.disabled
+
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="marl"):  # wandb.init is still the fake
+        WandbLogger(mode="offline").start(run_info(tmp_path / "offline"))
+    assert not any("connecting" in r.getMessage() for r in caplog.records)

@@ -37,7 +37,7 @@ Shapes: B copies, N agents, M enemies, U = N + M units, A actions, O obs, S stat
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -73,6 +73,7 @@ from marl.envs.battle.smacv2 import draw_positions, draw_teams
 from marl.envs.battle.terrain import clamp_to_area
 from marl.envs.battle.units import MEDIVAC_ENERGY_START, TYPE_NAMES, UNIT_TYPES, type_index
 from marl.envs.smac_args import SMACArgs
+from marl.validation import bounds
 
 SIMULATOR = "marl.battle (approximation of SC2; not SMAC results)"
 COOLDOWN_JITTER = 1.0  # +- game loops added to a cooldown when it restarts
@@ -86,7 +87,7 @@ class BattleEnvConfig(SMACArgs):
     """Schema for `env=battle` (SMAC's env_args, plus the simulator's own randomness)."""
 
     _target_: str = "marl.envs.battle.env.BattleEnv"
-    spawn_noise: float = 1.0
+    spawn_noise: float = field(default=1.0, metadata=bounds(0))
     """Each unit spawns up to this far (uniformly, per axis) from its formation slot."""
     cooldown_jitter: bool = True
     """Add +-1 game loop (uniform) to every weapon cooldown restart."""
@@ -217,8 +218,8 @@ class BattleEnv:
         self._obs_cache: torch.Tensor | None = None
         self._how = (self._done, self._done, self._done)  # won, lost, timeout of the last step
         self._recording = False
-        self._replay: BattleReplay | None = None
-        self._replays: list[BattleReplay] = []
+        self._recordings: list[BattleReplay | None] = []  # per copy, this batch's episode
+        self._replays: list[BattleReplay] = []  # finished episodes, in (batch, copy) order
         self._replays_saved = 0
         self.reset()
 
@@ -265,10 +266,7 @@ class BattleEnv:
         self._done.zero_()
         self._last_action.fill_(NO_ACTION)
         self._invalidate()
-        self._replay = None
-        if self._recording:
-            self._replay = BattleReplay(self._battle_info())
-            self._replay.frames.append(self._frame(0, None, ""))
+        self._start_recordings()
 
     def _spawn_layout(self) -> torch.Tensor:
         """Formation offsets plus spawn point per unit of a fixed team, (U, 2).
@@ -433,8 +431,8 @@ class BattleEnv:
         result = self._outcome(alive_before, points_before, live)
         self._done = self._done | result.terminated  # (B,)
         self._invalidate()
-        if self._replay is not None and bool(live[0]):
-            self._record_step(shots, result)
+        if self._recordings:
+            self._record_step(shots, result, live)
         return result
 
     def _issue_orders(self, actions: torch.Tensor, live: torch.Tensor) -> None:
@@ -463,7 +461,7 @@ class BattleEnv:
         shots = torch.full((b, u), NO_TARGET, device=self.device)  # (B, U)
         for loop in range(loops):
             fired = self._game_loop(self._units, self.tab, restart[:, loop])  # (B, U)
-            if self._replay is not None:
+            if self._recordings:
                 shots = torch.where(fired >= 0, fired, shots)  # (B, U)
         return shots
 
@@ -572,17 +570,20 @@ class BattleEnv:
     # ------------------------------------------------------------------ replays
 
     def set_recording(self, on: bool) -> None:
-        """Record copy 0 of every episode that starts (at reset) while on.
+        """Record every copy's episodes that start (at reset) while on.
 
         An episode is kept once it ends; one cut short by a reset (or by turning
         recording off) is dropped.
         """
         self._recording = on
         if not on:
-            self._replay = None
+            self._keep_finished()
+            self._recordings = []
 
     def recorded_replays(self) -> list[BattleReplay]:
-        """Finished recorded episodes since the last call (then forgotten)."""
+        """Finished recorded episodes since the last call (then forgotten), batch by
+        batch in copy order: the order in which the runner counts the episodes."""
+        self._keep_finished()
         out, self._replays = self._replays, []
         return out
 
@@ -600,45 +601,72 @@ class BattleEnv:
             paths.append(path)
         return paths
 
-    def _battle_info(self) -> BattleInfo:
+    def _start_recordings(self) -> None:
+        """At reset: keep the last batch's finished episodes, start one recording per copy."""
+        self._keep_finished()
+        self._recordings = []
+        if self._recording:
+            first = self._frames(None, [""] * self.batch_size)
+            for b, frame in enumerate(first):
+                self._recordings.append(BattleReplay(self._battle_info(b), [frame]))
+
+    def _keep_finished(self) -> None:
+        """Move this batch's finished recordings, in copy order, to the ones to save."""
+        for b, replay in enumerate(self._recordings):
+            if replay is not None and replay.frames[-1].outcome:
+                self._replays.append(replay)
+                self._recordings[b] = None
+
+    def _battle_info(self, copy: int) -> BattleInfo:
         tab = self.tab
         return BattleInfo(
             map_name=self.map_name,
             map_size=self.spec.map_size,
             pathable=self.spec.pathable,
-            unit_types=tab.names(0),
-            radius=tuple(tab.radius[0].tolist()),
+            unit_types=tab.names(copy),
+            radius=tuple(tab.radius[copy].tolist()),
             is_ally=tuple(i < self.n_agents for i in range(tab.n_units)),
-            max_health=tuple(tab.health_max[0].tolist()),
-            max_shield=tuple(tab.shield_max[0].tolist()),
+            max_health=tuple(tab.health_max[copy].tolist()),
+            max_shield=tuple(tab.shield_max[copy].tolist()),
         )
 
-    def _frame(self, step: int, shots: torch.Tensor | None, outcome: str) -> BattleFrame:
+    def _frames(self, shots: torch.Tensor | None, outcomes: list[str]) -> list[BattleFrame]:
+        """Every copy's units now, one frame per copy (one ``tolist`` per tensor)."""
         s = self._units
-        pos = s.pos[0].tolist()
-        return BattleFrame(
-            step=step,
-            x=tuple(p[0] for p in pos),
-            y=tuple(p[1] for p in pos),
-            health=tuple(s.health[0].tolist()),
-            shield=tuple(s.shield[0].tolist()),
-            alive=tuple(bool(a) for a in (s.health[0] > 0).tolist()),
-            attacking=tuple(
-                shots[0].tolist() if shots is not None else [NO_TARGET] * self.tab.n_units
-            ),
-            outcome=outcome,
-        )
+        pos = s.pos.tolist()  # (B, U, 2)
+        health, shield = s.health.tolist(), s.shield.tolist()  # (B, U), (B, U)
+        alive_now = (s.health > 0).tolist()  # (B, U)
+        if shots is None:
+            shots = torch.full_like(s.target, NO_TARGET)  # (B, U)
+        attacking = shots.tolist()  # (B, U)
+        steps = self._t.tolist()  # (B,)
+        return [
+            BattleFrame(
+                step=steps[b],
+                x=tuple(p[0] for p in pos[b]),
+                y=tuple(p[1] for p in pos[b]),
+                health=tuple(health[b]),
+                shield=tuple(shield[b]),
+                alive=tuple(alive_now[b]),
+                attacking=tuple(attacking[b]),
+                outcome=outcomes[b],
+            )
+            for b in range(self.batch_size)
+        ]
 
-    def _record_step(self, shots: torch.Tensor, result: StepResult) -> None:
-        assert self._replay is not None
-        outcome = ""
-        if bool(result.terminated[0]):
-            won, lost, timeout = (bool(x[0]) for x in self._how)
-            outcome = "won" if won else "lost" if lost else "timeout" if timeout else "draw"
-        self._replay.frames.append(self._frame(int(self._t[0]), shots, outcome))
-        if outcome:
-            self._replays.append(self._replay)
-            self._replay = None
+    def _record_step(self, shots: torch.Tensor, result: StepResult, live: torch.Tensor) -> None:
+        """Add this step's frame to the recording of every copy that played it."""
+        won, lost, timeout = (x.tolist() for x in self._how)  # (B,) each
+        ended = result.terminated.tolist()  # (B,)
+        outcomes = [
+            ("won" if w else "lost" if lo else "timeout" if t else "draw") if e else ""
+            for w, lo, t, e in zip(won, lost, timeout, ended, strict=True)
+        ]
+        frames = self._frames(shots, outcomes)
+        for b, played in enumerate(live.tolist()):
+            replay = self._recordings[b]
+            if played and replay is not None:
+                replay.frames.append(frames[b])
 
     # ------------------------------------------------------------------ checkpoints
 

@@ -1,6 +1,6 @@
 """What a battle replay records each agent step, for rendering (no torch, plain data).
 
-The env records copy 0 of its batch while recording is on; the renderer turns a
+The env records every copy of its batch while recording is on; the renderer turns a
 list of frames into an animated GIF. Units are indexed allies first, then
 enemies, in the env's own order.
 """

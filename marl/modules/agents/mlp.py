@@ -8,13 +8,14 @@ L steps, I input features, H hidden units, A actions.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from torch import nn
 from torch.nn import functional as F
 
 from marl.modules.agents.base import Agent
+from marl.validation import bounds
 
 
 @dataclass
@@ -22,7 +23,7 @@ class MLPAgentConfig:
     """Schema for the feed-forward agent (`algo/agent=mlp`)."""
 
     _target_: str = "marl.modules.agents.mlp.MLPAgent"
-    hidden_dim: int = 64
+    hidden_dim: int = field(default=64, metadata=bounds(1))
     """Width of both hidden layers."""
 
 

@@ -7,13 +7,14 @@ I input features, H hidden units, A actions.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from torch import nn
 from torch.nn import functional as F
 
 from marl.modules.agents.base import Agent
+from marl.validation import bounds
 
 
 @dataclass
@@ -21,7 +22,7 @@ class RNNAgentConfig:
     """Schema for the recurrent agent (`algo.agent`)."""
 
     _target_: str = "marl.modules.agents.rnn.RNNAgent"
-    hidden_dim: int = 64
+    hidden_dim: int = field(default=64, metadata=bounds(1))
     """Width of the input layer and of the GRU state."""
 
 

@@ -14,11 +14,13 @@ embed dim, ``H`` hypernetwork hidden size, ``M = B * T`` flattened batch.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+
+from marl.validation import bounds, choices
 
 __all__ = ["QMixer", "QMixerConfig"]
 
@@ -29,11 +31,11 @@ class QMixerConfig:
 
     _target_: str = "marl.modules.mixers.qmix.QMixer"
     """Import path Hydra instantiates."""
-    embed_dim: int = 32
+    embed_dim: int = field(default=32, metadata=bounds(1))
     """Width ``E`` of the mixing network's hidden layer."""
-    hypernet_layers: int = 2
+    hypernet_layers: int = field(default=2, metadata=choices(1, 2))
     """Hypernetwork depth: 1 = linear, 2 = one ReLU hidden layer of ``hypernet_embed`` units."""
-    hypernet_embed: int = 64
+    hypernet_embed: int = field(default=64, metadata=bounds(1))
     """Hidden width ``H`` of the weight hypernetworks when ``hypernet_layers == 2``."""
 
 

@@ -134,31 +134,51 @@ def test_load_state_dict_rejects_another_map() -> None:
         )
 
 
-def test_recording_and_save_replay(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def play_to_the_end(env: BattleEnv) -> list[int]:
+    """Reset, then idle until every copy's episode ended; the steps each copy played."""
+    env.reset()
+    steps = torch.zeros(env.batch_size, dtype=torch.long)  # (B,)
+    ended = torch.zeros(env.batch_size, dtype=torch.bool)  # (B,)
+    while not bool(ended.all()):
+        steps += (~ended).long()
+        ended |= env.step(idle_actions(env)).terminated
+    return steps.tolist()
+
+
+def test_recording_keeps_every_copys_episode_in_copy_order() -> None:
     env = BattleEnv("3m", batch_size=2, seed=0)
     env.set_recording(True)
-    env.reset()
-    steps = 0
-    while not bool(env.step(idle_actions(env)).terminated[0]):
-        steps += 1
+    steps = play_to_the_end(env)
     replays = env.recorded_replays()
-    assert len(replays) == 1 and env.recorded_replays() == []
-    replay = replays[0]
-    assert isinstance(replay, BattleReplay)
-    assert len(replay.frames) == steps + 2  # reset frame + one per step
-    assert replay.frames[-1].outcome == "lost" and replay.frames[0].step == 0
-    assert any(a >= 0 for f in replay.frames for a in f.attacking)  # enemies fired
-    assert len(replay.info.unit_types) == 6 and replay.info.is_ally[:3] == (True,) * 3
+    assert len(replays) == 2 and env.recorded_replays() == []
+    for replay, played in zip(replays, steps, strict=True):
+        assert isinstance(replay, BattleReplay)
+        assert len(replay.frames) == played + 1  # reset frame + one per step it played
+        assert replay.frames[0].step == 0 and replay.frames[-1].step == played
+        assert replay.frames[-1].outcome == "lost"
+        assert all(not f.outcome for f in replay.frames[:-1])
+        assert any(a >= 0 for f in replay.frames for a in f.attacking)  # enemies fired
+        assert len(replay.info.unit_types) == 6 and replay.info.is_ally[:3] == (True,) * 3
+    assert replays[0].frames[0].x != replays[1].frames[0].x  # each copy its own battle
 
+
+def test_save_replay_writes_one_gif_per_episode_played(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`save_replay=true` with `test_nepisode=4 batch_size_run=2`: four GIFs, not two."""
     written: list[Path] = []
     fake = types.ModuleType("marl.envs.battle.render")
     fake.save_gif = lambda rep, path: written.append(Path(path))  # type: ignore[attr-defined]
     monkeypatch.setitem(sys.modules, "marl.envs.battle.render", fake)
+    env = BattleEnv("3m", batch_size=2, seed=0)
+    env.set_recording(True)
+    play_to_the_end(env)
+    play_to_the_end(env)
     env.reset()
-    while not bool(env.step(idle_actions(env)).terminated[0]):
-        pass
+    env.step(idle_actions(env))  # an episode cut short by turning recording off is dropped
+    env.set_recording(False)
     paths = env.save_replay(tmp_path)
-    assert paths == written == [tmp_path / "3m_0.gif"]
+    assert paths == written == [tmp_path / f"3m_{i}.gif" for i in range(4)]
 
 
 def test_smac_view_api() -> None:
