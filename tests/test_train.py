@@ -163,7 +163,7 @@ def test_a_run_folder_with_metrics_is_never_overwritten(make_config, tmp_path: P
     with pytest.raises(UsageError, match="finished at t_env 200 without checkpoints to continue"):
         run(make_config("t_max=400"), tmp_path)
     (tmp_path / "FINISHED").unlink()  # as if it had been killed before the end
-    with pytest.raises(UsageError, match=r"stopped without a checkpoint .* another hydra\.run\.dir"):
+    with pytest.raises(UsageError, match=r"stopped without a checkpoint .* hydra\.run\.dir"):
         run(make_config(), tmp_path)
     assert (tmp_path / "metrics.jsonl").read_text() == before
 

@@ -63,8 +63,8 @@ def test_reported_bad_values_are_one_sentence_naming_the_key(override: str, mess
 
 def test_run_refuses_a_bad_value_before_building_anything(make_config, tmp_path: Path) -> None:
     with pytest.raises(UsageError, match=r"learner\.gamma must be in \[0, 1\]"):
-        run(make_config("learner.gamma=5"), tmp_path)
-    assert not list(tmp_path.iterdir())
+        run(make_config("learner.gamma=5"), tmp_path / "run")
+    assert not (tmp_path / "run").exists()
 
 
 # ---------------------------------------------------------------- good configs pass
