@@ -27,6 +27,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from marl.checkpoint import CheckpointError, move_aside, newest_good_step, select_checkpoint
 from marl.config import register_configs, register_resolvers
+from marl.envs.base import env_task
 from marl.errors import UsageError
 from marl.interrupt import Interrupted
 from marl.machine import usable_cpus
@@ -93,10 +94,16 @@ def adopt_checkpoint_config(cfg: DictConfig, step_dir: Path, overrides: list[str
     if adopted:
         log.info(
             "evaluating with the checkpoint's %s (set them on the command line to change)",
-            ", ".join(
-                f"{g} ({saved[g].get('name') or saved[g].get('_target_', '')})" for g in adopted
-            ),
+            ", ".join(f"{group} ({describe(saved[group])})" for group in adopted),
         )
+
+
+def describe(node: dict[str, Any]) -> str:
+    """A saved config node in a few words: ``qmix``, ``MatrixEnv climbing``."""
+    if node.get("name"):
+        return str(node["name"])
+    words = [str(node.get("_target_", "")).rpartition(".")[2], env_task(node) or ""]
+    return " ".join(w for w in words if w)
 
 
 def save_hydra_files(run_dir: Path, cfg: DictConfig) -> None:
