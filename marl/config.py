@@ -43,14 +43,11 @@ class AlgoConfig:
 
     name: str = MISSING
     """Algorithm name, used in run folder names and logs."""
-    agent: Any = MISSING
-    """Agent network (`_target_` node)."""
-    controller: Any = MISSING
-    """Multi-agent controller (`_target_` node)."""
     action_selector: Any = MISSING
     """Exploration / action selection (`_target_` node)."""
-    mixer: Any = None
-    """Value mixer (`_target_` node), or null for independent learners."""
+    modules: dict[str, Any] = field(default_factory=dict)
+    """The networks the learner takes, by name (`mac`, `mixer`, ...; `_target_` nodes, each
+    built with the env's info): the learner's constructor says which it needs."""
 
 
 @dataclass

@@ -40,9 +40,10 @@ from marl.data.replay_buffer import EpisodeReplayBuffer
 from marl.envs.base import ReplayEnv, SMACInfoEnv
 from marl.errors import UsageError
 from marl.interrupt import Interrupted, StopSignals
+from marl.learners.common import Learner
 from marl.logging.base import LoggerGroup, RunInfo
-from marl.logging.stats import EpisodeStats
 from marl.machine import thread_counts, torch_threads
+from marl.runners.stats import EpisodeStats
 from marl.seeding import generator, global_rng_state, seed_everything, set_global_rng_state
 from marl.validation import validate_config
 
@@ -104,20 +105,16 @@ class Experiment:
                 f"env {type(self.env).__name__} cannot save replays; drop save_replay=true."
             )
         info = self.env_info
-        self.mac = instantiate(
-            cfg.algo.controller,
-            agent=instantiate(cfg.algo.agent, _partial_=True),
-            env_info=info,
-        ).to(self.device)
-        self.mixer: torch.nn.Module | None = None
-        if cfg.algo.mixer is not None:
-            self.mixer = instantiate(
-                cfg.algo.mixer, n_agents=info.n_agents, state_dim=info.state_shape
-            ).to(self.device)
+        # The algorithm's networks, by name, each from the env's info (in config order:
+        # mac first, so its weights draw from the seeded stream as they always have).
+        self.modules: dict[str, torch.nn.Module] = {
+            name: instantiate(node, env_info=info).to(self.device)
+            for name, node in cfg.algo.modules.items()
+        }
         self.runner = instantiate(
             cfg.runner,
             env=self.env,
-            mac=self.mac,
+            mac=self.modules["mac"],
             action_selector=instantiate(cfg.algo.action_selector),
             generator=generator(cfg.seed, "actions", self.device),
             obs_dtype=cfg.buffer_obs_dtype,
@@ -129,8 +126,9 @@ class Experiment:
             device=resolve_device(cfg.buffer_device) if cfg.buffer_device else self.device,
         )
         self.sample_generator = generator(cfg.seed, "replay")
-        self.learner = instantiate(cfg.learner, mac=self.mac, mixer=self.mixer)
-        self.learner.use_target_cache(cfg.buffer_size, self.runner.max_seq_length)
+        self.learner: Learner = instantiate(
+            cfg.learner, **self.modules, generator=generator(cfg.seed, "learner")
+        )
         self.loggers = LoggerGroup({name: instantiate(node) for name, node in cfg.logger.items()})
         self.episode = 0
         self.counters = LoopCounters(
@@ -208,7 +206,7 @@ class Experiment:
             self.train_stats.add(rollout)
             self.episode += self.runner.batch_size
             # BUFFER UPDATE
-            self.learner.forget(self.buffer.insert(batch))
+            self.buffer.insert(batch)
             # NETWORK UPDATE
             if self.buffer.can_sample(cfg.batch_size):
                 log_due = self.t_env - counters.last_learner_log_t >= cfg.learner_log_interval
@@ -259,13 +257,13 @@ class Experiment:
         slots = self.buffer.sample_slots(self.cfg.batch_size, self.sample_generator)
         sample = self.buffer.episodes(slots, self.buffer.longest(slots)).to(self.device)
         with torch_threads(self.learner_threads):
-            return self.learner.train(sample, self.t_env, self.episode, stats=stats, slots=slots)
+            return self.learner.train(sample, self.t_env, self.episode, stats=stats)
 
     def train_summary(self) -> dict[str, float]:
         """Training-episode stats since the last log, plus counters and wall-clock rates."""
         out = self.train_stats.summary("train") if len(self.train_stats) else {}
         out["train/episode"] = float(self.episode)
-        out["train/epsilon"] = self.runner.action_selector.epsilon(self.t_env)
+        out.update(self.runner.action_selector.stats(self.t_env))
         now = time.monotonic()
         elapsed = now - self._clock[0]
         if elapsed > 0:
@@ -407,11 +405,10 @@ class Experiment:
                 f"{step_dir} was saved by algo={meta.get('algo')}, not algo={self.cfg.algo.name}."
             )
         learner_state = state.get("learner", {})
-        current = self.learner.state_dict()
         mismatches = []
-        for part in ("mac", "mixer"):
-            saved_part, current_part = learner_state.get(part) or {}, current[part] or {}
-            mismatches += shape_mismatches(saved_part, current_part, prefix=f"{part}.")
+        for name, network in self.learner.networks().items():
+            saved = learner_state.get(name) or {}
+            mismatches += shape_mismatches(saved, network.state_dict(), prefix=f"{name}.")
         if mismatches:
             raise CheckpointError(
                 f"{step_dir} has networks of other shapes: {'; '.join(mismatches[:5])}"

@@ -115,7 +115,6 @@ IGNORED_SETTINGS = (
     "logger",
     "hydra",
     "learner.compile",
-    "learner.cache_targets",
     "runner.sync_every",
     "env.workers",
 )

@@ -10,8 +10,7 @@ For each config it reports the median over ``--repeats`` of:
 - ``env_steps_per_s``: env steps per second of the whole training loop
   (acting, buffer, learner updates; tests and checkpoints off);
 - ``updates_per_s``: learner updates per second as training makes them, each on a
-  batch freshly sampled from the final buffer (sampling included; with
-  ``learner.cache_targets`` the cache is used, and no target update clears it);
+  batch freshly sampled from the final buffer (sampling included);
 - ``rollout_steps_per_s``: env steps per second of acting alone (no learning; after
   one untimed batch, which also compiles a compiled env);
 - ``peak_rss_mb``: the peak resident memory of the process (each measurement runs
@@ -61,7 +60,6 @@ CONFIGS: dict[str, list[str]] = {
     # EPyMARL's reference work: QMIX on LBF 8x8-2p-2f, limit 50, 50k steps, one env / 4 envs.
     "qmix_lbf_epymarl_b1": LBF_B1,
     "qmix_lbf_epymarl_b1_compile": [*LBF_B1, "learner.compile=default"],
-    "qmix_lbf_epymarl_b1_cache": [*LBF_B1, "learner.cache_targets=true"],
     "qmix_lbf_epymarl_b4": LBF_B4,
     "qmix_lbf_epymarl_b4_inproc": [*LBF_B4, "env.workers=false"],
     "qmix_battle_3m_b1": [*BATTLE_3M, *B1],

@@ -11,7 +11,7 @@ import pytest
 from hydra.errors import ConfigCompositionException, MissingConfigException
 from omegaconf.errors import ConfigAttributeError, ConfigKeyError, ValidationError
 
-from marl.config import SCHEMAS, compose_config, env_tag
+from marl.config import SCHEMAS, TrainConfig, compose_config, env_tag
 from marl.experiment import Experiment
 from tests.conftest import group_options
 
@@ -57,7 +57,7 @@ def test_every_algo_env_pair_composes_and_builds(algo: str, env: str, tmp_path: 
     assert cfg.algo.name == algo
     experiment = Experiment(cfg, tmp_path)
     assert experiment.env_info.n_agents >= 1
-    assert (experiment.mixer is None) == (cfg.algo.mixer is None)
+    assert set(experiment.modules) == set(cfg.algo.modules) == set(experiment.learner.networks())
     batch, _ = experiment.runner.run(test_mode=False)
     assert batch.max_t_filled() >= 2
 
@@ -102,9 +102,24 @@ def test_every_group_option_has_a_schema() -> None:
     assert group_options("algo/agent") == sorted(SCHEMAS["agent"])
     for option in group_options("algo/agent"):
         cfg = compose_config([f"algo/agent={option}"])
-        assert cfg.algo.agent._metadata.object_type is SCHEMAS["agent"][option]
+        assert cfg.algo.modules.mac.agent._metadata.object_type is SCHEMAS["agent"][option]
 
 
 def test_env_tag_names_the_task() -> None:
     cfg = compose_config(["env=matrix", "env.game=climbing"])
     assert env_tag("matrix", cfg.env) == "matrix_climbing"
+
+
+def test_an_algo_yaml_sets_run_sizes_and_the_command_line_beats_it(tmp_path: Path) -> None:
+    """Run sizes come from TrainConfig, then the algo yaml, then the command line."""
+    (tmp_path / "algo").mkdir()
+    (tmp_path / "algo" / "big_batches.yaml").write_text(
+        "# @package _global_\ndefaults:\n  - qmix\n  - _self_\n"
+        "algo:\n  name: big_batches\nbatch_size: 64\nbuffer_size: 640\n"
+    )
+    searchpath = f"hydra.searchpath=[file://{tmp_path}]"
+    assert compose_config([]).batch_size == TrainConfig.batch_size
+    cfg = compose_config([searchpath, "algo=big_batches"])
+    assert (cfg.algo.name, cfg.batch_size, cfg.buffer_size) == ("big_batches", 64, 640)
+    cfg = compose_config([searchpath, "algo=big_batches", "batch_size=16"])
+    assert (cfg.batch_size, cfg.buffer_size) == (16, 640)

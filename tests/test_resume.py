@@ -193,8 +193,8 @@ def test_finetune_starts_a_new_run_from_weights(make_config, tmp_path: Path) -> 
     experiment.load(step_dir, "weights")
     saved = torch.load(step_dir / STATE_FILE, weights_only=True)["learner"]
     assert experiment.t_env == 0 and experiment.learner.train_steps == 0
-    assert_equal(experiment.mac.state_dict(), saved["mac"], "mac")
-    assert_equal(experiment.learner.target_mac.state_dict(), saved["mac"], "target_mac")
+    assert_equal(experiment.modules["mac"].state_dict(), saved["mac"], "mac")
+    assert_equal(experiment.learner.targets["mac"].state_dict(), saved["mac"], "target_mac")
     assert experiment.learner.optimiser.state_dict()["state"] == {}
     with pytest.raises(UsageError, match="finetune"):
         run(make_config("finetune=true"), tmp_path / "c")
@@ -225,7 +225,10 @@ def test_checkpoint_retention(
     [
         ("algo=vdn", "saved by algo=qmix"),
         ("env.game=penalty", "n_actions (saved 2, now 3)"),
-        ("algo.agent.hidden_dim=16", "mac.agents.0.fc1.weight (saved (64, 8), now (16, 8))"),
+        (
+            "algo.modules.mac.agent.hidden_dim=16",
+            "mac.agents.0.fc1.weight (saved (64, 8), now (16, 8))",
+        ),
     ],
 )
 def test_incompatible_checkpoint_names_what_differs(

@@ -55,24 +55,13 @@ def test_evaluating_zero_episodes_is_an_error(make_config, tmp_path: Path) -> No
         run(cfg, tmp_path / "eval")
 
 
-def test_cached_targets_train_like_plain_ones(make_config, tmp_path: Path) -> None:
-    for name, cache in (("plain", "false"), ("cached", "true")):
-        run(make_config("algo=qmix_epymarl", f"learner.cache_targets={cache}"), tmp_path / name)
-    plain, cached = read_metrics(tmp_path / "plain"), read_metrics(tmp_path / "cached")
-    assert [row["t_env"] for row in plain] == [row["t_env"] for row in cached]
-    losses = [
-        [row["learner/loss"] for row in rows if "learner/loss" in row] for rows in (plain, cached)
-    ]
-    assert losses[0] and losses[0] == pytest.approx(losses[1], rel=1e-4, abs=1e-6)
-
-
 @pytest.mark.gpu
 @pytest.mark.parametrize(
     "overrides",
     [
         *([f"algo={algo}", "env=matrix"] for algo in group_options("algo")),
         ["algo=qmix", "env=battle", "batch_size_run=8", "t_max=800"],
-        ["algo=qmix", "env=battle", "buffer_device=cpu", "learner.cache_targets=true"],
+        ["algo=qmix", "env=battle", "buffer_device=cpu"],
     ],
 )
 def test_training_on_a_gpu(make_config, tmp_path: Path, overrides: list[str]) -> None:
@@ -222,7 +211,6 @@ def test_cli_trains_from_any_directory(tmp_path: Path) -> None:
         (["learner_threads=0"], "learner_threads must be at least 1"),
         (["torch_threads=0"], "torch_threads must be at least 1"),
         (["test_nepisode=-1"], "test_nepisode must be at least"),
-        (["learner.cache_targets=true", "learner.tau=0.01"], "needs hard target updates"),
         (["buffer_obs_dtype=int4"], "buffer_obs_dtype must be one of"),
         (["env=matrix", "buffer_obs_dtype=int8"], "needs an env whose features lie in"),
         (["learner.compile=fastest"], "learner.compile must be null or one of"),

@@ -91,7 +91,7 @@ def test_every_env_validates(env: str) -> None:
         ["seed=0"],
         [f"seed={INT64_MAX}"],
         ["test_nepisode=0", "checkpoint.keep_last=0", "algo.action_selector.epsilon_anneal_time=0"],
-        ["+algo.agent._partial_=true"],  # Hydra's own keys are allowed in any node
+        ["+algo.modules.mac.agent._recursive_=true"],  # Hydra's own keys are allowed in any node
     ],
 )
 def test_good_configs_validate(overrides: list[str]) -> None:
@@ -146,8 +146,8 @@ def test_every_default_is_within_its_declared_range(schema: type) -> None:
         (["env=matrix", "env.k=5"], "env.k must be at most 0, got 5.0."),
         (["env=matrix", "env.game=chess"], "env.game must be one of penalty, climbing, two_step"),
         (
-            ["algo.mixer.hypernet_layers=3"],
-            "algo.mixer.hypernet_layers must be one of 1, 2, got 3.",
+            ["algo.modules.mixer.hypernet_layers=3"],
+            "algo.modules.mixer.hypernet_layers must be one of 1, 2, got 3.",
         ),
         (["learner.optimizer=sgd"], "learner.optimizer must be one of rmsprop, adam, got 'sgd'."),
         (["learner.compile=fast"], "learner.compile must be null or one of default, reduce-over"),
@@ -174,7 +174,10 @@ def test_declared_bounds_and_choices(overrides: list[str], message: str) -> None
     [
         ("+learner.zzz=1", "learner.zzz is not a setting of the q_learning learner; its settings"),
         ("+env.map=3m", "env.map is not a setting of the battle env; did you mean map_name?"),
-        ("+algo.agent.hidden=8", "algo.agent.hidden is not a setting of the rnn agent; did you"),
+        (
+            "+algo.modules.mac.agent.hidden=8",
+            "algo.modules.mac.agent.hidden is not a setting of the rnn agent; did you",
+        ),
         ("+algo.nam=x", "algo.nam is not a setting of algo; did you mean name?"),
         ("+checkpoint.keep=1", "checkpoint.keep is not a setting of checkpoint; did you mean"),
         ("+seeds=3", "seeds is not a top-level setting; did you mean seed?"),

@@ -11,23 +11,28 @@ I agent input size.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import cast
+from dataclasses import dataclass, field
+from typing import Any, cast
 
 import torch
+from omegaconf import MISSING
 from torch import nn
 from torch.nn import functional as F
 
-from marl.data.episode_batch import EpisodeBatch
 from marl.envs.base import EnvInfo
 from marl.modules.agents.base import Agent
+from marl.validation import bounds
 
 
 @dataclass
 class ControllerConfig:
-    """Schema for the multi-agent controller (`algo.controller`)."""
+    """Schema for the multi-agent controller (`algo.modules.mac`)."""
 
     _target_: str = "marl.controllers.mac.MultiAgentController"
+    agent: Any = MISSING
+    """The agent network (a `_partial_` `_target_` node: `algo/agent=rnn|mlp`)."""
+    n_outputs: int | None = field(default=None, metadata=bounds(1))
+    """Outputs per agent; null: one per action (Q-values, policy logits). 1: a value."""
     obs_agent_id: bool = True
     """Append a one-hot agent id to each agent's observation."""
     obs_last_action: bool = True
@@ -46,6 +51,7 @@ class MultiAgentController(nn.Module):
         self,
         agent: AgentFactory,
         env_info: EnvInfo,
+        n_outputs: int | None = None,
         obs_agent_id: bool = True,
         obs_last_action: bool = True,
         share_params: bool = True,
@@ -53,6 +59,7 @@ class MultiAgentController(nn.Module):
         super().__init__()
         self.n_agents = env_info.n_agents
         self.n_actions = env_info.n_actions
+        self.n_outputs = n_outputs or env_info.n_actions
         self.obs_agent_id = obs_agent_id
         self.obs_last_action = obs_last_action
         self.share_params = share_params
@@ -65,7 +72,7 @@ class MultiAgentController(nn.Module):
         self.register_buffer("agent_ids", torch.eye(self.n_agents), persistent=False)  # (N, N)
         n_networks = 1 if share_params else self.n_agents
         self.agents = nn.ModuleList(
-            [agent(input_dim=self.input_dim, n_actions=self.n_actions) for _ in range(n_networks)]
+            [agent(input_dim=self.input_dim, n_actions=self.n_outputs) for _ in range(n_networks)]
         )
 
     def initial_hidden(self, batch_size: int) -> torch.Tensor:
@@ -137,10 +144,6 @@ class MultiAgentController(nn.Module):
             outs.append(q_i)
             hs.append(h_i)
         return torch.stack(outs, dim=2), torch.stack(hs, dim=1)  # (B, L, N, A), (B, N, H)
-
-    def unroll(self, batch: EpisodeBatch) -> torch.Tensor:
-        """Q-values for every step of a batch, from a zero hidden state: (B, T, N, A)."""
-        return self.unroll_steps(batch.float("obs"), batch["actions"])
 
     def unroll_steps(self, obs: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
         """obs (B, T, N, O) float and the actions taken (B, T, N, 1) -> q (B, T, N, A)."""

@@ -2,13 +2,12 @@
 
 from marl.data.episode_batch import EpisodeBatch
 from marl.data.replay_buffer import EpisodeReplayBuffer
-from marl.data.scheme import Field, OneHot, Scheme, compact_index_dtype
+from marl.data.scheme import Field, Scheme, compact_index_dtype
 
 __all__ = [
     "EpisodeBatch",
     "EpisodeReplayBuffer",
     "Field",
-    "OneHot",
     "Scheme",
     "compact_index_dtype",
 ]

@@ -123,7 +123,7 @@ class EpisodeBatch:
         bs: slice | torch.Tensor = slice(None),
         mark_filled: bool = True,
     ) -> None:
-        """Write ``values`` at episodes ``bs`` and time ``ts``; compute derived fields.
+        """Write ``values`` at episodes ``bs`` and time ``ts``.
 
         For an int ``ts`` each value is (len(bs), *entry_shape); for a slice ``ts`` it is
         (len(bs), len(ts), *entry_shape). A trailing size-1 dim may be left out when the
@@ -141,17 +141,7 @@ class EpisodeBatch:
                 raise ValueError(
                     f"Unknown field {name!r}; fields are {sorted(self.scheme.fields)}."
                 )
-            if self.scheme.fields[name].source is not None:
-                raise ValueError(
-                    f"Field {name!r} is derived from {self.scheme.fields[name].source!r} and "
-                    "cannot be written directly."
-                )
-            value = torch.as_tensor(value)
-            staged[name] = self._conform(name, value, lead)
-            for derived in self.scheme.derived(name):
-                transform = self.scheme.fields[derived].transform
-                assert transform is not None  # guaranteed by Scheme validation
-                staged[derived] = self._conform(derived, transform(staged[name]), lead)
+            staged[name] = self._conform(name, torch.as_tensor(value), lead)
         for name, value in staged.items():
             self.data[name][b_idx, t_idx] = value
         if mark_filled:

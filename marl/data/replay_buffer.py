@@ -94,13 +94,9 @@ class EpisodeReplayBuffer:
         """Whether ``n`` distinct episodes are stored."""
         return self._size >= n
 
-    def sample(self, n: int, generator: torch.Generator) -> EpisodeBatch:
-        """``n`` distinct stored episodes drawn uniformly (``generator`` lives on the CPU)."""
-        return self.episodes(self.sample_slots(n, generator))
-
     def sample_slots(self, n: int, generator: torch.Generator) -> torch.Tensor:
-        """The slots (n,) of ``n`` distinct stored episodes drawn uniformly (what `sample`
-        draws), on the CPU."""
+        """The slots (n,) of ``n`` distinct stored episodes drawn uniformly, on the CPU
+        (``generator`` lives on the CPU); `episodes` reads them."""
         if n < 1 or n > self._size:
             raise ValueError(f"Cannot sample {n} episodes from a buffer holding {self._size}.")
         return torch.randperm(self._size, generator=generator)[:n]  # (n,)

@@ -2,9 +2,7 @@
 
 A :class:`Scheme` maps field names to :class:`Field` s. Each field has a per-entry
 ``shape``, an optional ``group`` (e.g. ``"agents"``, which prepends an ``(N,)`` dim)
-and a compact *storage* dtype. A field may be *derived*: computed at write time by
-applying ``transform`` to the value written to its ``source`` field (e.g. one-hot
-actions from action indices).
+and a compact *storage* dtype.
 
 Shapes: N agents, A actions.
 """
@@ -12,11 +10,9 @@ Shapes: N agents, A actions.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 
 FILLED = "filled"  # reserved name of the (B, T, 1) bool mask every batch carries
 
@@ -34,38 +30,13 @@ def compact_index_dtype(n: int) -> torch.dtype:
     return torch.int64
 
 
-class OneHot:
-    """Write-time transform: integer indices (..., 1) -> one-hot (..., n) float32."""
-
-    def __init__(self, n: int):
-        if n < 1:
-            raise ValueError(f"OneHot needs n >= 1, got {n}.")
-        self.n = int(n)
-
-    def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        """Encode ``x`` (..., 1) holding indices in ``[0, n)`` as (..., n) float32."""
-        if x.dim() == 0 or x.shape[-1] != 1:
-            raise ValueError(f"OneHot expects indices of shape (..., 1), got {tuple(x.shape)}.")
-        return F.one_hot(x.squeeze(-1).long(), self.n).float()  # (..., n)
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, OneHot) and other.n == self.n
-
-    def __hash__(self) -> int:
-        return hash((OneHot, self.n))
-
-    def __repr__(self) -> str:
-        return f"OneHot({self.n})"
-
-
 @dataclass(frozen=True)
 class Field:
     """One stored quantity.
 
     ``shape`` is the per-entry shape after the group dim; ``dtype`` the storage dtype
     (keep it compact: bool masks, uint8 action indices); ``group`` names a group size
-    in the scheme that is prepended as a dim; ``source``/``transform`` make the field
-    derived: ``transform(value written to source)`` is stored at write time.
+    in the scheme that is prepended as a dim.
     ``scale`` quantises a float field into an integer ``dtype``: it stores
     ``round(value / scale)`` clamped to [-max, max] of the dtype, and `decode` gives back
     ``stored * scale`` (an error of at most scale / 2 inside the range).
@@ -74,8 +45,6 @@ class Field:
     shape: tuple[int, ...]
     dtype: torch.dtype = torch.float32
     group: str | None = None
-    source: str | None = None
-    transform: Callable[[torch.Tensor], torch.Tensor] | None = None
     scale: float | None = None
 
     def __post_init__(self) -> None:
@@ -127,20 +96,6 @@ class Scheme:
                     f"Field {name!r} refers to group {field.group!r}, which is not in groups "
                     f"{sorted(self.groups)}."
                 )
-            if field.source is None:
-                if field.transform is not None:
-                    raise ValueError(f"Field {name!r} has a transform but no source field.")
-                continue
-            if field.source not in self.fields:
-                raise ValueError(
-                    f"Field {name!r} is derived from {field.source!r}, which is not a field."
-                )
-            if self.fields[field.source].source is not None:
-                raise ValueError(
-                    f"Field {name!r} is derived from {field.source!r}, which is itself derived."
-                )
-            if field.transform is None:
-                raise ValueError(f"Field {name!r} has source {field.source!r} but no transform.")
 
     def entry_shape(self, name: str) -> tuple[int, ...]:
         """Shape of one (episode, time step) entry of ``name``: (*group dims, *shape)."""
@@ -151,10 +106,6 @@ class Scheme:
         field = self.fields[name]
         group = () if field.group is None else (self.groups[field.group],)
         return (*group, *field.shape)
-
-    def derived(self, source: str) -> list[str]:
-        """Names of the fields computed at write time from ``source``."""
-        return [name for name, field in self.fields.items() if field.source == source]
 
     def nbytes_per_step(self) -> int:
         """Storage bytes of one time step of one episode, including the filled mask."""

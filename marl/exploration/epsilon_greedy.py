@@ -42,8 +42,8 @@ class EpsilonGreedy:
     ) -> None:
         self.schedule = LinearSchedule(epsilon_start, epsilon_finish, epsilon_anneal_time)
 
-    def epsilon(self, t_env: int) -> float:
-        return self.schedule(t_env)
+    def stats(self, t_env: int) -> dict[str, float]:
+        return {"train/epsilon": self.schedule(t_env)}
 
     def select(
         self,
@@ -64,6 +64,6 @@ class EpsilonGreedy:
             # one masked argmax gives the greedy action or a uniform available one.
             shape = (*q.shape[:-1], q.shape[-1] + 1)
             draws = torch.rand(shape, generator=generator, device=q.device)  # (B, N, 1 + A)
-            explore = draws[..., :1] < self.epsilon(t_env)  # (B, N, 1)
+            explore = draws[..., :1] < self.schedule(t_env)  # (B, N, 1)
             q = torch.where(explore, draws[..., 1:], q)  # (B, N, A)
         return masked_fill_unavailable(q, avail).argmax(dim=-1)  # (B, N)

@@ -16,9 +16,8 @@ N agents, A actions, S state size, K = 1 with a mixer, N without.
 
 from __future__ import annotations
 
-import copy
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar, cast
 
 import torch
 from torch import nn
@@ -26,7 +25,7 @@ from torch import nn
 from marl.controllers.mac import MultiAgentController
 from marl.data.episode_batch import EpisodeBatch
 from marl.errors import UsageError
-from marl.learners.target_cache import TargetCache
+from marl.learners.common import TargetNetworks, make_optimiser
 from marl.ops.masked import masked_fill_unavailable, masked_mean
 from marl.ops.returns import one_step_targets, td_lambda_targets
 from marl.ops.running_stats import RunningMeanStd
@@ -66,10 +65,6 @@ class QLearnerConfig:
     compile: str | None = field(default=None, metadata=choices(*COMPILE_MODES))
     """torch.compile the loss: null (eager) | default | reduce-overhead (CUDA graphs on
     a GPU) | max-autotune. The first updates pay the compile time."""
-    cache_targets: bool = False
-    """Keep each stored episode's target-network Q-values until the target network is
-    updated (hard updates only): the same targets, computed once per episode and
-    period; memory: one float per buffer slot, stored step, agent and action."""
 
 
 def valid_transitions(batch: EpisodeBatch) -> torch.Tensor:
@@ -104,12 +99,20 @@ def next_action_values(
 
 
 class QLearner:
-    """Trains a controller (and an optional mixer) with the Q-learning update."""
+    """Trains a controller (and an optional mixer) with the Q-learning update.
+
+    ``generator`` is the learner's random stream: this update draws nothing, but the
+    stream is saved and restored with the learner like every learner's.
+    """
+
+    on_policy: ClassVar[bool] = False
 
     def __init__(
         self,
         mac: MultiAgentController,
-        mixer: nn.Module | None,
+        mixer: nn.Module | None = None,
+        generator: torch.Generator | None = None,
+        *,
         gamma: float = 0.99,
         lr: float = 0.0005,
         optimizer: str = "rmsprop",
@@ -122,71 +125,32 @@ class QLearner:
         tau: float | None = None,
         standardise_rewards: bool = False,
         compile: str | None = None,
-        cache_targets: bool = False,
     ) -> None:
         self.mac = mac
         self.mixer = mixer
-        self.target_mac = copy.deepcopy(mac).requires_grad_(False)
-        self.target_mixer = None if mixer is None else copy.deepcopy(mixer).requires_grad_(False)
+        self.generator = torch.Generator() if generator is None else generator
+        self.targets = TargetNetworks(self.networks(), target_update_interval, tau)
         self.gamma = gamma
         self.grad_norm_clip = grad_norm_clip
         self.double_q = double_q
         self.td_lambda = td_lambda
-        self.target_update_interval = target_update_interval
-        self.tau = tau
         self.reward_stats = RunningMeanStd() if standardise_rewards else None
-        if cache_targets and tau is not None:
-            raise UsageError(
-                "learner.cache_targets needs hard target updates (learner.tau=null): "
-                "soft updates change the target network at every update."
-            )
-        self.cache_targets = cache_targets
-        self.target_cache: TargetCache | None = None  # set by `use_target_cache`
-        self.params = list(mac.parameters()) + ([] if mixer is None else list(mixer.parameters()))
-        # One kernel per step over all parameters (fused Adam; RMSprop has no fused
-        # version, its foreach one batches the per-tensor ops): several times faster
-        # than the per-tensor loop torch defaults to on the CPU.
-        if optimizer == "rmsprop":
-            self.optimiser: torch.optim.Optimizer = torch.optim.RMSprop(
-                self.params, lr=lr, alpha=optim_alpha, eps=optim_eps, foreach=True
-            )
-        elif optimizer == "adam":
-            self.optimiser = torch.optim.Adam(self.params, lr=lr, eps=optim_eps, fused=True)
-        else:
-            raise ValueError(f"learner.optimizer must be 'rmsprop' or 'adam', got {optimizer!r}")
+        self.params = [p for net in self.networks().values() for p in net.parameters()]
+        self.optimiser = make_optimiser(self.params, optimizer, lr, optim_alpha, optim_eps)
         self.train_steps = 0
-        self.last_target_update_episode = 0
         if compile is not None and compile not in COMPILE_MODES:
             modes = ", ".join(COMPILE_MODES)
             raise UsageError(f"learner.compile must be null or one of {modes}, got {compile!r}.")
         self._loss_fn = self.loss if compile is None else torch.compile(self.loss, mode=compile)
 
-    def use_target_cache(self, capacity: int, max_seq_length: int) -> None:
-        """With ``cache_targets``, keep target Q-values for a buffer of ``capacity``
-        slots; `train` then takes each sampled episode's slot."""
-        if self.cache_targets:
-            device = next(self.mac.parameters()).device
-            n, a = self.mac.n_agents, self.mac.n_actions
-            self.target_cache = TargetCache(capacity, max_seq_length, n, a, device)
-
-    def forget(self, slots: torch.Tensor) -> None:
-        """The buffer wrote new episodes into ``slots``: drop their cached targets."""
-        if self.target_cache is not None:
-            self.target_cache.forget(slots)
+    def networks(self) -> dict[str, nn.Module]:
+        return {"mac": self.mac} | ({} if self.mixer is None else {"mixer": self.mixer})
 
     def train(
-        self,
-        batch: EpisodeBatch,
-        t_env: int,
-        episode: int,
-        stats: bool = True,
-        slots: torch.Tensor | None = None,
+        self, batch: EpisodeBatch, t_env: int, episode: int, stats: bool = True
     ) -> dict[str, float]:
         """One gradient step on a batch of episodes; returns the update's stats, or
-        nothing with ``stats=False`` (each stat reads a value back from the device).
-
-        ``slots`` (B,) are the episodes' buffer slots, for the target cache.
-        """
+        nothing with ``stats=False`` (each stat reads a value back from the device)."""
         # 1. MASKS AND DATA
         rewards = batch["reward"][:, :-1].float()  # (B, T, 1)
         valid = valid_transitions(batch)  # (B, T, 1) bool
@@ -196,24 +160,14 @@ class QLearner:
             rewards = self.reward_stats.standardise(rewards)  # (B, T, 1)
 
         # 2-5. Q-VALUES, TARGETS AND LOSS (compiled with `compile`)
-        obs, actions = batch.float("obs"), batch["actions"]  # (B, T + 1, N, O), (B, T + 1, N, 1)
-        target_q = None
-        if self.target_cache is not None and slots is not None:
-            with torch.no_grad():
-                target_q = self.target_cache.get(
-                    slots,
-                    obs.shape[1],
-                    lambda rows: self.target_mac.unroll_steps(obs[rows], actions[rows]),
-                )  # (B, T + 1, N, A)
         loss, td_error, chosen, targets = self._loss_fn(
-            obs,
-            actions,
+            batch.float("obs"),  # (B, T + 1, N, O)
+            batch["actions"],  # (B, T + 1, N, 1)
             batch["avail_actions"][:, 1:],  # (B, T, N, A) bool
             batch.float("state"),  # (B, T + 1, S)
             rewards,
             batch["terminated"][:, :-1].float(),  # (B, T, 1)
             mask,
-            target_q,
         )
 
         # 6. OPTIMISE
@@ -224,7 +178,7 @@ class QLearner:
         self.train_steps += 1
 
         # 7. TARGET NETWORKS
-        self._update_targets(episode)
+        self.targets.update(episode)
 
         if not stats:
             return {}
@@ -246,13 +200,11 @@ class QLearner:
         rewards: torch.Tensor,
         terminated: torch.Tensor,
         mask: torch.Tensor,
-        target_q: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """The TD loss of a batch, from tensors only (what `compile` compiles).
 
         obs (B, T + 1, N, O), actions (B, T + 1, N, 1), avail_next (B, T, N, A) bool,
-        states (B, T + 1, S), rewards, terminated and mask (B, T, 1) float; target_q
-        (B, T + 1, N, A) the target network's Q-values when already known. Returns the
+        states (B, T + 1, S), rewards, terminated and mask (B, T, 1) float. Returns the
         loss, TD errors, chosen Q (mixed) and targets, the last three (B, T, K).
         """
         # 2. Q-VALUES OF THE TAKEN ACTIONS
@@ -261,9 +213,8 @@ class QLearner:
 
         # 3. TARGET VALUES OF THE NEXT STEPS
         with torch.no_grad():
-            if target_q is None:
-                target_q = self.target_mac.unroll_steps(obs, actions)  # (B, T + 1, N, A)
-            target_q = target_q[:, 1:]  # (B, T, N, A)
+            target_mac = cast(MultiAgentController, self.targets["mac"])
+            target_q = target_mac.unroll_steps(obs, actions)[:, 1:]  # (B, T, N, A)
             live_next = q.detach()[:, 1:] if self.double_q else None  # (B, T, N, A)
             next_values = next_action_values(target_q, live_next, avail_next)  # (B, T, N)
 
@@ -271,8 +222,7 @@ class QLearner:
         if self.mixer is not None:
             chosen = self.mixer(chosen, states[:, :-1])  # (B, T, 1)
             with torch.no_grad():
-                assert self.target_mixer is not None
-                next_values = self.target_mixer(next_values, states[:, 1:])  # (B, T, 1)
+                next_values = self.targets["mixer"](next_values, states[:, 1:])  # (B, T, 1)
 
         # 5. TARGETS AND LOSS
         with torch.no_grad():
@@ -285,55 +235,31 @@ class QLearner:
         td_error = chosen - targets  # (B, T, K)
         return masked_mean(td_error.pow(2), mask), td_error, chosen, targets
 
-    def _update_targets(self, episode: int) -> None:
-        pairs: list[tuple[nn.Module, nn.Module]] = [(self.target_mac, self.mac)]
-        if self.mixer is not None and self.target_mixer is not None:
-            pairs.append((self.target_mixer, self.mixer))
-        if self.tau is not None:
-            with torch.no_grad():
-                for target, live in pairs:
-                    for tp, p in zip(target.parameters(), live.parameters(), strict=True):
-                        tp.lerp_(p, self.tau)
-        elif episode - self.last_target_update_episode >= self.target_update_interval:
-            for target, live in pairs:
-                target.load_state_dict(live.state_dict())
-            self.last_target_update_episode = episode
-            self._targets_changed()
-
-    def _targets_changed(self) -> None:
-        if self.target_cache is not None:
-            self.target_cache.clear()
-
     def state_dict(self) -> dict[str, Any]:
         return {
             "mac": self.mac.state_dict(),
-            "target_mac": self.target_mac.state_dict(),
             "mixer": None if self.mixer is None else self.mixer.state_dict(),
-            "target_mixer": None if self.target_mixer is None else self.target_mixer.state_dict(),
+            "target_mixer": None,  # replaced by the next line's when there is a mixer
+            **self.targets.state_dict(),  # target_mac, target_mixer, last_target_update_episode
             "optimiser": self.optimiser.state_dict(),
             "train_steps": self.train_steps,
-            "last_target_update_episode": self.last_target_update_episode,
             "reward_stats": None if self.reward_stats is None else self.reward_stats.state_dict(),
+            "generator": self.generator.get_state(),
         }
 
     def load_weights(self, state: dict[str, Any]) -> None:
         """Only the networks of a saved state, copied into the targets too (fine-tuning)."""
-        self._targets_changed()
-        self.mac.load_state_dict(state["mac"])
-        self.target_mac.load_state_dict(state["mac"])
-        if self.mixer is not None and self.target_mixer is not None:
-            self.mixer.load_state_dict(state["mixer"])
-            self.target_mixer.load_state_dict(state["mixer"])
+        for name, net in self.networks().items():
+            net.load_state_dict(state[name])
+            self.targets[name].load_state_dict(state[name])
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        self._targets_changed()
-        self.mac.load_state_dict(state["mac"])
-        self.target_mac.load_state_dict(state["target_mac"])
-        if self.mixer is not None and self.target_mixer is not None:
-            self.mixer.load_state_dict(state["mixer"])
-            self.target_mixer.load_state_dict(state["target_mixer"])
+        for name, net in self.networks().items():
+            net.load_state_dict(state[name])
+        self.targets.load_state_dict(state)
         self.optimiser.load_state_dict(state["optimiser"])
         self.train_steps = int(state["train_steps"])
-        self.last_target_update_episode = int(state["last_target_update_episode"])
         if self.reward_stats is not None and state.get("reward_stats") is not None:
             self.reward_stats.load_state_dict(state["reward_stats"])
+        if "generator" in state:  # checkpoints from before the learner stream have none
+            self.generator.set_state(state["generator"])

@@ -248,9 +248,8 @@ class ConsoleLogger(Logger):
             parts.append(f"test return {self.last_test['test/return_mean']:.3f}")
         if "test/battle_won_mean" in self.last_test:
             parts.append(f"win {100 * self.last_test['test/battle_won_mean']:.0f}%")
-        parts.append(
-            f"elapsed {format_duration(elapsed)}"
-        )  # last: the first cut on a narrow terminal
+        # Last: what a narrow terminal cuts first.
+        parts.append(f"elapsed {format_duration(elapsed)}")
         return " | ".join(parts)
 
     def progress(self, t_env: int) -> None:

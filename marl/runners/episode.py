@@ -22,7 +22,7 @@ from marl.data.episode_batch import EpisodeBatch
 from marl.data.scheme import Field, Scheme, compact_index_dtype
 from marl.envs.base import BatchedEnv, EnvInfo
 from marl.errors import UsageError
-from marl.exploration.epsilon_greedy import EpsilonGreedy
+from marl.exploration.base import ActionSelector
 from marl.validation import bounds
 
 
@@ -126,7 +126,7 @@ class EpisodeRunner:
         self,
         env: BatchedEnv,
         mac: MultiAgentController,
-        action_selector: EpsilonGreedy,
+        action_selector: ActionSelector,
         generator: torch.Generator,
         obs_dtype: str = "float32",
         sync_every: int | None = None,

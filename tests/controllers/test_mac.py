@@ -115,7 +115,7 @@ def test_unroll_equals_stepping(agent: str, share_params: bool, last_action: boo
     == step (the acting path), which has no sequence dimension."""
     mac = make_mac(agent=agent, share_params=share_params, obs_last_action=last_action)
     batch = make_batch(b=2)
-    full = mac.unroll(batch)
+    full = mac.unroll_steps(batch.float("obs"), batch["actions"])
     steps = batch.max_seq_length
     assert full.shape == (2, steps, N, A)
     hidden = hidden_step = mac.initial_hidden(2)
@@ -180,10 +180,10 @@ def test_unroll_uses_previous_step_actions() -> None:
     """Changing the action at step t changes Q only from step t + 1 on."""
     mac = make_mac()
     batch = make_batch(b=1)
-    base = mac.unroll(batch)
+    base = mac.unroll_steps(batch.float("obs"), batch["actions"])
     t = 2
     new = (batch["actions"][0, t, :, 0].long() + 1) % A  # (N,)
     batch.update({"actions": new.view(1, N, 1)}, ts=t, bs=torch.tensor([0]))
-    changed = mac.unroll(batch)
+    changed = mac.unroll_steps(batch.float("obs"), batch["actions"])
     torch.testing.assert_close(changed[:, : t + 1], base[:, : t + 1])
     assert not torch.allclose(changed[:, t + 1], base[:, t + 1])

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from marl.data import EpisodeBatch, Field, OneHot, Scheme, compact_index_dtype
+from marl.data import EpisodeBatch, Field, Scheme, compact_index_dtype
 
 B, T, N, A = 4, 6, 3, 5
 
@@ -17,9 +17,6 @@ def make_scheme() -> Scheme:
             "obs": Field((2,), group="agents"),
             "avail_actions": Field((A,), torch.bool, group="agents"),
             "actions": Field((1,), compact_index_dtype(A), group="agents"),
-            "actions_onehot": Field(
-                (A,), torch.uint8, "agents", source="actions", transform=OneHot(A)
-            ),
             "reward": Field((1,)),
             "terminated": Field((1,), torch.bool),
         },
@@ -39,7 +36,7 @@ def test_zeros_and_dtypes() -> None:
         batch["nope"]
 
 
-def test_update_casts_and_one_hot_at_write_time() -> None:
+def test_update_casts_at_write_time() -> None:
     batch = EpisodeBatch(make_scheme(), B, T)
     actions = torch.tensor([[0, 1, 4], [2, 2, 3], [4, 0, 0], [1, 3, 2]])  # (B, N) long
     avail = torch.ones(B, N, A)  # float in, bool stored
@@ -47,10 +44,7 @@ def test_update_casts_and_one_hot_at_write_time() -> None:
     assert batch["actions"].dtype == torch.uint8
     assert torch.equal(batch["actions"][:, 2, :, 0], actions.to(torch.uint8))
     assert batch["avail_actions"][:, 2].all() and not batch["avail_actions"][:, 1].any()
-    onehot = batch["actions_onehot"]  # (B, T, N, A) uint8
-    assert onehot.dtype == torch.uint8
-    assert torch.equal(onehot[:, 2], torch.nn.functional.one_hot(actions, A).to(torch.uint8))
-    assert onehot[:, :2].sum() == 0 and onehot[:, 3:].sum() == 0
+    assert batch["actions"][:, :2].sum() == 0 and batch["actions"][:, 3:].sum() == 0
     assert torch.equal(batch["reward"][:, 2, 0], torch.arange(B, dtype=torch.float32))
     assert batch["filled"][:, 2].all() and batch["filled"].sum() == B
 
@@ -75,8 +69,6 @@ def test_shape_errors_name_the_field() -> None:
         batch.update({"state": torch.zeros(B)}, ts=0)
     with pytest.raises(ValueError, match="'nope'"):
         batch.update({"nope": torch.zeros(B)}, ts=0)
-    with pytest.raises(ValueError, match=r"'actions_onehot'.*derived"):
-        batch.update({"actions_onehot": torch.zeros(B, N, A)}, ts=0)
     with pytest.raises(ValueError, match="filled"):
         batch.update({"filled": torch.ones(B, 1)}, ts=0)
     # nothing was written by the failed updates

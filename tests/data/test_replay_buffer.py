@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from marl.data import EpisodeBatch, EpisodeReplayBuffer, Field, OneHot, Scheme
+from marl.data import EpisodeBatch, EpisodeReplayBuffer, Field, Scheme
 from marl.envs.base import EnvInfo
 from marl.runners.episode import transition_scheme
 
@@ -19,9 +19,6 @@ def small_scheme() -> Scheme:
         fields={
             "ep": Field((1,), torch.int32),  # episode id, to track which episodes are stored
             "actions": Field((1,), torch.uint8, group="agents"),
-            "actions_onehot": Field(
-                (3,), torch.bool, "agents", source="actions", transform=OneHot(3)
-            ),
         },
         groups={"agents": 2},
     )
@@ -61,14 +58,13 @@ def test_ring_wraparound_order() -> None:
     assert buffer.can_sample(5) and not buffer.can_sample(6)
 
 
-def test_insert_returns_the_slots_it_wrote_and_sample_slots_match_sample() -> None:
+def test_insert_returns_the_slots_it_wrote_and_episodes_reads_them() -> None:
     buffer = EpisodeReplayBuffer(small_scheme(), capacity=5, max_seq_length=T)
     assert buffer.insert(episodes(0, 3)).tolist() == [0, 1, 2]
     assert buffer.insert(episodes(3, 4)).tolist() == [3, 4, 0, 1]  # wraps around
     assert buffer.insert(episodes(7, 0)).tolist() == []
     slots = buffer.sample_slots(3, torch.Generator().manual_seed(4))
-    sampled = buffer.sample(3, torch.Generator().manual_seed(4))
-    assert torch.equal(buffer.episodes(slots)["ep"], sampled["ep"])
+    sampled = buffer.episodes(slots)
     assert sampled["ep"][:, 0, 0].tolist() == [stored_ids(buffer)[i] for i in slots.tolist()]
 
 
@@ -94,20 +90,19 @@ def test_insert_checks_layout() -> None:
 def test_sample_reproducible_distinct_and_compact() -> None:
     buffer = EpisodeReplayBuffer(small_scheme(), capacity=8, max_seq_length=T)
     buffer.insert(episodes(0, 8))
-    a = buffer.sample(4, torch.Generator().manual_seed(0))
-    b = buffer.sample(4, torch.Generator().manual_seed(0))
-    c = buffer.sample(4, torch.Generator().manual_seed(1))
+    a = buffer.episodes(buffer.sample_slots(4, torch.Generator().manual_seed(0)))
+    b = buffer.episodes(buffer.sample_slots(4, torch.Generator().manual_seed(0)))
+    c = buffer.episodes(buffer.sample_slots(4, torch.Generator().manual_seed(1)))
     ids_a, ids_c = a["ep"][:, 0, 0].tolist(), c["ep"][:, 0, 0].tolist()
     assert ids_a == b["ep"][:, 0, 0].tolist() and ids_a != ids_c
     assert len(set(ids_a)) == 4
     assert a.batch_size == 4 and a.max_seq_length == T
-    assert a["actions"].dtype == torch.uint8 and a["actions_onehot"].dtype == torch.bool
-    # each sampled episode carries its own length and derived one-hot
+    assert a["actions"].dtype == torch.uint8
+    # each sampled episode carries its own length
     lengths = a["filled"].sum(dim=(1, 2))
     assert lengths.tolist() == [1 + i % T for i in ids_a]
-    assert torch.equal(a["actions_onehot"].long().argmax(-1), a["actions"][..., 0].long())
     with pytest.raises(ValueError):
-        buffer.sample(9, torch.Generator().manual_seed(0))
+        buffer.sample_slots(9, torch.Generator().manual_seed(0))
 
 
 def test_state_dict_round_trip(tmp_path: Path) -> None:
@@ -123,8 +118,8 @@ def test_state_dict_round_trip(tmp_path: Path) -> None:
     assert len(restored) == len(buffer) and stored_ids(restored) == stored_ids(buffer)
     for name in buffer._storage.data:
         assert torch.equal(restored._storage[name], buffer._storage[name])
-    x = buffer.sample(3, torch.Generator().manual_seed(7))
-    y = restored.sample(3, torch.Generator().manual_seed(7))
+    x = buffer.episodes(buffer.sample_slots(3, torch.Generator().manual_seed(7)))
+    y = restored.episodes(restored.sample_slots(3, torch.Generator().manual_seed(7)))
     for name in x.data:
         assert torch.equal(x[name], y[name])
     # same ring position: the next insert overwrites the same slot in both

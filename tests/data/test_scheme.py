@@ -1,11 +1,11 @@
-"""Tests for marl.data.scheme: Field/Scheme validation, OneHot, sizes."""
+"""Tests for marl.data.scheme: Field/Scheme validation, sizes."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
-from marl.data import Field, OneHot, Scheme, compact_index_dtype
+from marl.data import Field, Scheme, compact_index_dtype
 
 
 def make_scheme(n_agents: int = 3, n_actions: int = 5) -> Scheme:
@@ -14,9 +14,6 @@ def make_scheme(n_agents: int = 3, n_actions: int = 5) -> Scheme:
             "state": Field((4,)),
             "obs": Field((6,), group="agents"),
             "actions": Field((1,), compact_index_dtype(n_actions), group="agents"),
-            "actions_onehot": Field(
-                (n_actions,), torch.bool, "agents", source="actions", transform=OneHot(n_actions)
-            ),
             "reward": Field((1,)),
             "terminated": Field((1,), torch.bool),
         },
@@ -24,32 +21,19 @@ def make_scheme(n_agents: int = 3, n_actions: int = 5) -> Scheme:
     )
 
 
-def test_entry_shape_and_derived() -> None:
+def test_entry_shape() -> None:
     scheme = make_scheme()
     assert scheme.entry_shape("state") == (4,)
     assert scheme.entry_shape("obs") == (3, 6)
-    assert scheme.entry_shape("actions_onehot") == (3, 5)
-    assert scheme.derived("actions") == ["actions_onehot"]
-    assert scheme.derived("obs") == []
+    assert scheme.entry_shape("actions") == (3, 1)
+    assert scheme.entry_shape("filled") == (1,)
     with pytest.raises(KeyError, match="nope"):
         scheme.entry_shape("nope")
 
 
 def test_nbytes_per_step() -> None:
-    # state 4*4 + obs 3*6*4 + actions 3*1 + onehot 3*5 + reward 4 + terminated 1 + filled 1
-    assert make_scheme().nbytes_per_step() == 16 + 72 + 3 + 15 + 4 + 1 + 1
-
-
-def test_onehot() -> None:
-    x = torch.tensor([[[2], [0]], [[4], [1]]], dtype=torch.uint8)  # (2, 2, 1)
-    y = OneHot(5)(x)
-    assert y.shape == (2, 2, 5)
-    assert y.dtype == torch.float32
-    assert torch.equal(y.argmax(-1), x.squeeze(-1).long())
-    assert torch.equal(y.sum(-1), torch.ones(2, 2))
-    assert OneHot(5) == OneHot(5) and OneHot(5) != OneHot(4)
-    with pytest.raises(ValueError, match=r"\(\.\.\., 1\)"):
-        OneHot(5)(torch.zeros(2, 3, dtype=torch.long))
+    # state 4*4 + obs 3*6*4 + actions 3*1 + reward 4 + terminated 1 + filled 1
+    assert make_scheme().nbytes_per_step() == 16 + 72 + 3 + 4 + 1 + 1
 
 
 def test_compact_index_dtype() -> None:
@@ -65,19 +49,7 @@ def test_compact_index_dtype() -> None:
     ("fields", "groups", "match"),
     [
         ({"x": Field((1,), group="agents")}, {}, "group 'agents'"),
-        ({"x": Field((2,), source="y", transform=OneHot(2))}, {}, "'y', which is not a field"),
-        (
-            {
-                "a": Field((1,), torch.uint8),
-                "b": Field((2,), source="a", transform=OneHot(2)),
-                "c": Field((2,), source="b", transform=OneHot(2)),
-            },
-            {},
-            "itself derived",
-        ),
         ({"filled": Field((1,), torch.bool)}, {}, "reserved"),
-        ({"a": Field((1,)), "b": Field((1,), source="a")}, {}, "no transform"),
-        ({"b": Field((2,), transform=OneHot(2))}, {}, "no source"),
         ({"x": Field((1,))}, {"agents": 0}, "positive"),
     ],
 )

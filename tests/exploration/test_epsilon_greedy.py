@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from marl.exploration.base import ActionSelector
 from marl.exploration.epsilon_greedy import EpsilonGreedy, EpsilonGreedyConfig
 from marl.exploration.schedules import LinearSchedule
 
@@ -35,21 +36,22 @@ def test_linear_schedule_known_answers() -> None:
     assert LinearSchedule(1.0, 0.1, 0)(0) == 0.1  # zero duration: finish at once
 
 
-def test_epsilon_follows_schedule() -> None:
+def test_stats_report_epsilon_on_the_schedule() -> None:
     sel = EpsilonGreedy(epsilon_start=0.9, epsilon_finish=0.1, epsilon_anneal_time=1000)
-    assert sel.epsilon(0) == pytest.approx(0.9)
-    assert sel.epsilon(500) == pytest.approx(0.5)  # 0.9 + 0.5 * (0.1 - 0.9)
-    assert sel.epsilon(1000) == pytest.approx(0.1)
-    assert sel.epsilon(5000) == pytest.approx(0.1)
+    assert isinstance(sel, ActionSelector)
+    assert sel.stats(0) == {"train/epsilon": pytest.approx(0.9)}
+    assert sel.stats(500) == {"train/epsilon": pytest.approx(0.5)}  # 0.9 + 0.5 * (0.1 - 0.9)
+    assert sel.stats(1000) == {"train/epsilon": pytest.approx(0.1)}
+    assert sel.stats(5000) == {"train/epsilon": pytest.approx(0.1)}
 
 
 def test_config_defaults() -> None:
     cfg = EpsilonGreedyConfig()
     assert cfg._target_ == "marl.exploration.epsilon_greedy.EpsilonGreedy"
     sel = EpsilonGreedy()
-    assert sel.epsilon(0) == 1.0
-    assert sel.epsilon(25_000) == pytest.approx(0.525)
-    assert sel.epsilon(50_000) == pytest.approx(0.05)
+    assert sel.stats(0)["train/epsilon"] == 1.0
+    assert sel.stats(25_000)["train/epsilon"] == pytest.approx(0.525)
+    assert sel.stats(50_000)["train/epsilon"] == pytest.approx(0.05)
 
 
 # ----------------------------------------------------------------------------- selection

@@ -14,6 +14,7 @@ from marl.controllers.mac import MultiAgentController
 from marl.data.episode_batch import EpisodeBatch
 from marl.envs.base import EnvInfo
 from marl.errors import UsageError
+from marl.learners.common import Learner
 from marl.learners.q_learning import QLearner, next_action_values, valid_transitions
 from marl.modules.agents.rnn import RNNAgent
 from marl.modules.mixers.qmix import QMixer
@@ -73,9 +74,9 @@ def make_mac(seed: int = 0, hidden_dim: int = 8, info: EnvInfo = INFO) -> MultiA
 def make_mixer(kind: str | None, seed: int = 0) -> nn.Module | None:
     torch.manual_seed(seed)
     if kind == "vdn":
-        return VDNMixer(N_AGENTS, STATE)
+        return VDNMixer(INFO)
     if kind == "qmix":
-        return QMixer(N_AGENTS, STATE, embed_dim=8, hypernet_embed=16)
+        return QMixer(INFO, embed_dim=8, hypernet_embed=16)
     return None
 
 
@@ -268,10 +269,10 @@ def test_one_step_targets_known_answer(
 ) -> None:
     batch, live, target = table_problem()
     expected_targets, expected_loss = CASES[(kind, double_q)]
-    mixer = VDNMixer(2, 1) if kind == "vdn" else None
+    mixer = VDNMixer(EnvInfo(2, 3, 1, 1, episode_limit=2)) if kind == "vdn" else None
     learner = QLearner(TableMAC(live), mixer, gamma=0.5, double_q=double_q)
     with torch.no_grad():
-        learner.target_mac.table.copy_(target)
+        learner.targets["mac"].table.copy_(target)
     seen = record(monkeypatch, "one_step_targets")
     stats = learner.train(batch, t_env=0, episode=0)
     assert len(seen) == 1
@@ -288,7 +289,7 @@ def test_td_lambda_known_answer(monkeypatch: pytest.MonkeyPatch) -> None:
     batch, live, target = table_problem()
     learner = QLearner(TableMAC(live), None, gamma=0.5, double_q=True, td_lambda=0.5)
     with torch.no_grad():
-        learner.target_mac.table.copy_(target)
+        learner.targets["mac"].table.copy_(target)
     seen = record(monkeypatch, "td_lambda_targets")
     stats = learner.train(batch, t_env=0, episode=0)
     # G_t = r_t + g (1 - d_t) [(1 - lam) V_{t+1} + lam G'_{t+1}], G' = G if t+1 valid else V.
@@ -311,8 +312,10 @@ def independent_targets(
     Uses the learner's (live and target) networks, before its update.
     """
     with torch.no_grad():
-        q = learner.mac.unroll(batch)  # (B, T+1, N, A)
-        tq = learner.target_mac.unroll(batch)  # (B, T+1, N, A)
+        q = learner.mac.unroll_steps(batch.float("obs"), batch["actions"])  # (B, T+1, N, A)
+        tq = learner.targets["mac"].unroll_steps(
+            batch.float("obs"), batch["actions"]
+        )  # (B, T+1, N, A)
     b, steps, n, _ = q.shape
     avail = batch["avail_actions"]
     filled = batch["filled"][..., 0]
@@ -337,10 +340,9 @@ def independent_targets(
     chosen = q[:, :-1].gather(-1, actions).squeeze(-1)  # (B, T, N)
     states = batch["state"]
     if learner.mixer is not None:
-        assert learner.target_mixer is not None
         with torch.no_grad():
             chosen = learner.mixer(chosen, states[:, :-1])
-            next_v = learner.target_mixer(next_v, states[:, 1:])
+            next_v = learner.targets["mixer"](next_v, states[:, 1:])
     rewards = batch["reward"][:, :-1]
     d = batch["terminated"][:, :-1].float()
     if td_lambda > 0:
@@ -361,8 +363,9 @@ def test_targets_match_target_network(
     learner = QLearner(
         make_mac(1), make_mixer(mixer_kind, 2), gamma=0.9, double_q=double_q, td_lambda=td_lambda
     )
-    perturb_(learner.target_mac, seed=4)
-    perturb_(learner.target_mixer, seed=5)
+    perturb_(learner.targets["mac"], seed=4)
+    if mixer_kind is not None:
+        perturb_(learner.targets["mixer"], seed=5)
     targets, chosen, mask = independent_targets(learner, batch, td_lambda)
     stats = learner.train(batch, t_env=0, episode=0)
     m = mask.expand_as(targets)
@@ -391,11 +394,7 @@ def test_loss_goes_down(mixer_kind: str | None, optimizer: str) -> None:
 def test_updates_without_stats_are_the_same_updates() -> None:
     batch = make_batch(lengths=[5, 4, 3], terminal=[4, None, 2], seed=7)
     learners = [QLearner(make_mac(0, hidden_dim=16), make_mixer("qmix"), lr=0.01) for _ in "ab"]
-    learners[1].mac.load_state_dict(learners[0].mac.state_dict())
-    learners[1].mixer.load_state_dict(learners[0].mixer.state_dict())
-    for learner in learners:
-        learner.target_mac.load_state_dict(learners[0].target_mac.state_dict())
-        learner.target_mixer.load_state_dict(learners[0].target_mixer.state_dict())
+    learners[1].load_state_dict(learners[0].state_dict())
     for _ in range(3):
         assert learners[1].train(batch, t_env=0, episode=0, stats=False) == {}
         assert "learner/loss" in learners[0].train(batch, t_env=0, episode=0)
@@ -403,44 +402,27 @@ def test_updates_without_stats_are_the_same_updates() -> None:
         assert torch.equal(a, b)
 
 
-def test_bad_optimizer_name_raises() -> None:
-    with pytest.raises(ValueError, match="optimizer"):
-        QLearner(make_mac(), None, optimizer="sgd")
-
-
 # ----------------------------------------------------------------------------- target networks
 def test_hard_target_update_schedule() -> None:
+    """Both target networks are copied after the optimiser step of every third episode."""
     batch = make_batch(lengths=[5, 3], terminal=[4, None], seed=1)
     learner = QLearner(make_mac(), make_mixer("qmix"), lr=0.01, target_update_interval=3)
-    initial_mac = flat_params(learner.mac)
-    assert torch.equal(flat_params(learner.target_mac), initial_mac)  # starts as a copy
 
     def same() -> bool:
-        assert learner.target_mixer is not None and learner.mixer is not None
-        mac_eq = torch.equal(flat_params(learner.target_mac), flat_params(learner.mac))
-        mixer_eq = torch.equal(flat_params(learner.target_mixer), flat_params(learner.mixer))
+        live = learner.networks()
+        mac_eq, mixer_eq = (
+            torch.equal(flat_params(learner.targets[name]), flat_params(live[name]))
+            for name in ("mac", "mixer")
+        )
         assert mac_eq == mixer_eq
         return mac_eq
 
-    # episode - last_target_update_episode: 1, 2 < 3 -> no copy; 3 >= 3 -> copy
+    assert same()  # starts as a copy
+    # episode - last copy: 1, 2 < 3 -> no copy; 3 >= 3 -> copy
     for episode, copied in [(1, False), (2, False), (3, True), (4, False), (5, False), (7, True)]:
         learner.train(batch, t_env=0, episode=episode)
         assert same() == copied, episode
-    assert learner.last_target_update_episode == 7
-    # never copied in between: the target held the episode-3 weights until episode 7
-    learner.train(batch, t_env=0, episode=8)
-    assert not same()
-
-
-def test_hard_target_not_updated_before_interval() -> None:
-    batch = make_batch(lengths=[5], terminal=[None], seed=2)
-    learner = QLearner(make_mac(), None, lr=0.01, target_update_interval=200)
-    initial = flat_params(learner.mac)
-    for episode in (1, 50, 199):  # 199 - 0 < 200: no copy yet
-        learner.train(batch, t_env=0, episode=episode)
-    assert torch.equal(flat_params(learner.target_mac), initial)
-    learner.train(batch, t_env=0, episode=200)
-    assert torch.equal(flat_params(learner.target_mac), flat_params(learner.mac))
+    assert learner.state_dict()["last_target_update_episode"] == 7
 
 
 def test_soft_target_update_moves_by_tau() -> None:
@@ -448,19 +430,13 @@ def test_soft_target_update_moves_by_tau() -> None:
     batch = make_batch(lengths=[5, 3], terminal=[4, None], seed=1)
     learner = QLearner(make_mac(), make_mixer("qmix"), lr=0.01, tau=tau, target_update_interval=1)
     learner.train(batch, t_env=0, episode=10)  # target now differs from live
-    assert learner.target_mixer is not None and learner.mixer is not None
-    before = [p.detach().clone() for p in learner.target_mac.parameters()]
-    before_mix = [p.detach().clone() for p in learner.target_mixer.parameters()]
-    assert not torch.equal(before[0], next(learner.mac.parameters()).detach())
+    before = {name: flat_params(learner.targets[name]) for name in ("mac", "mixer")}
     learner.train(batch, t_env=0, episode=1000)  # huge episode: still no hard copy with tau
-    pairs = [(before, learner.target_mac, learner.mac)]
-    pairs.append((before_mix, learner.target_mixer, learner.mixer))
-    for olds, target, live in pairs:
-        for old, tp, p in zip(olds, target.parameters(), live.parameters(), strict=True):
-            # lerp: target <- target + tau * (live - target), live after this step's update
-            torch.testing.assert_close(tp.detach(), old + tau * (p.detach() - old))
-            assert not torch.equal(tp.detach(), p.detach())
-    assert learner.last_target_update_episode == 0
+    for name, live in learner.networks().items():
+        # lerp: target <- target + tau * (live - target), live after this step's update
+        old, new = before[name], flat_params(learner.targets[name])
+        torch.testing.assert_close(new, old + tau * (flat_params(live) - old))
+        assert not torch.equal(new, flat_params(live))
 
 
 # ----------------------------------------------------------------------------- gradient clipping
@@ -504,7 +480,7 @@ def test_standardised_rewards_known_answer(monkeypatch: pytest.MonkeyPatch) -> N
     batch, live, target = table_problem()
     learner = QLearner(TableMAC(live), None, gamma=0.5, double_q=True, standardise_rewards=True)
     with torch.no_grad():
-        learner.target_mac.table.copy_(target)
+        learner.targets["mac"].table.copy_(target)
     seen = record(monkeypatch, "one_step_targets")
     learner.train(batch, t_env=0, episode=0)
     s = 1.5**0.5
@@ -518,48 +494,100 @@ def test_standardised_rewards_known_answer(monkeypatch: pytest.MonkeyPatch) -> N
 
 
 # ----------------------------------------------------------------------------- checkpointing
-@pytest.mark.parametrize(("mixer_kind", "optimizer"), [(None, "rmsprop"), ("qmix", "adam")])
-def test_state_dict_round_trip(mixer_kind: str | None, optimizer: str) -> None:
-    batch = make_batch(lengths=[5, 4, 3], terminal=[4, None, 2], seed=9)
+CHECKPOINT_KEYS = {
+    "mac",
+    "target_mac",
+    "mixer",
+    "target_mixer",
+    "optimiser",
+    "train_steps",
+    "last_target_update_episode",
+    "reward_stats",
+}
+"""The learner state's keys before the learner stream: existing checkpoints hold these."""
+
+
+def trained_learner(mixer_kind: str | None, optimizer: str, seed: int = 0) -> QLearner:
+    """A learner after 3 updates, its target copied at episode 2; its generator advanced."""
+    generator = torch.Generator().manual_seed(seed)
     kwargs = {"optimizer": optimizer, "lr": 0.01, "target_update_interval": 2}
-    learner = QLearner(make_mac(0), make_mixer(mixer_kind, 0), **kwargs)
+    learner = QLearner(make_mac(seed), make_mixer(mixer_kind, seed), generator, **kwargs)
+    batch = make_batch(lengths=[5, 4, 3], terminal=[4, None, 2], seed=9)
     for episode in range(1, 4):
         learner.train(batch, t_env=0, episode=episode)
+    torch.rand(5, generator=generator)  # as a learner that draws minibatches would
+    return learner
+
+
+def test_q_learner_is_a_learner() -> None:
+    learner = QLearner(make_mac(), make_mixer("vdn"))
+    assert isinstance(learner, Learner) and not learner.on_policy
+    assert list(learner.networks()) == ["mac", "mixer"]
+    assert list(QLearner(make_mac(), None).networks()) == ["mac"]
+
+
+@pytest.mark.parametrize("mixer_kind", [None, "qmix"])
+def test_state_dict_keeps_the_checkpoint_keys(mixer_kind: str | None) -> None:
+    state = trained_learner(mixer_kind, "rmsprop").state_dict()
+    assert set(state) == CHECKPOINT_KEYS | {"generator"}
+    assert state["last_target_update_episode"] == 2 and state["train_steps"] == 3
+    if mixer_kind is None:
+        assert state["mixer"] is None and state["target_mixer"] is None
+
+
+@pytest.mark.parametrize(("mixer_kind", "optimizer"), [(None, "rmsprop"), ("qmix", "adam")])
+@pytest.mark.parametrize("with_generator", [True, False])
+def test_state_dict_round_trip(
+    mixer_kind: str | None, optimizer: str, with_generator: bool
+) -> None:
+    """A restored learner makes the identical next update and continues the saved
+    learner stream; a state saved before the stream existed loads all the rest."""
+    learner = trained_learner(mixer_kind, optimizer)
     state = copy.deepcopy(learner.state_dict())
-    fresh = QLearner(make_mac(11), make_mixer(mixer_kind, 12), **kwargs)
+    if not with_generator:
+        del state["generator"]
+    fresh = trained_learner(mixer_kind, optimizer, seed=11)
+    fresh_stream = fresh.generator.get_state()
     fresh.load_state_dict(state)
-    assert fresh.train_steps == 3 and fresh.last_target_update_episode == 2
-    torch.manual_seed(123)
-    expected = learner.train(batch, t_env=0, episode=4)
-    torch.manual_seed(123)
-    got = fresh.train(batch, t_env=0, episode=4)
-    assert got == expected
-    assert torch.equal(flat_params(fresh.mac), flat_params(learner.mac))
-    assert torch.equal(flat_params(fresh.target_mac), flat_params(learner.target_mac))
+    batch = make_batch(lengths=[5, 3, 4], terminal=[None, 2, 3], seed=10)
+    assert fresh.train(batch, t_env=0, episode=4) == learner.train(batch, t_env=0, episode=4)
+    assert fresh.state_dict()["last_target_update_episode"] == 4
+    for name, live in learner.networks().items():
+        assert torch.equal(flat_params(fresh.networks()[name]), flat_params(live))
+        assert torch.equal(flat_params(fresh.targets[name]), flat_params(learner.targets[name]))
+    expected_stream = learner.generator.get_state() if with_generator else fresh_stream
+    assert torch.equal(fresh.generator.get_state(), expected_stream)
+
+
+def test_load_weights_copies_the_saved_live_networks_into_both() -> None:
+    """Fine-tuning starts with targets equal to the saved live networks (the saved
+    targets, last copied at episode 2, are older)."""
+    learner, fresh = trained_learner("qmix", "adam"), trained_learner("qmix", "adam", seed=11)
+    fresh.load_weights(learner.state_dict())
+    for name, live in learner.networks().items():
+        assert not torch.equal(flat_params(learner.targets[name]), flat_params(live))
+        assert torch.equal(flat_params(fresh.networks()[name]), flat_params(live))
+        assert torch.equal(flat_params(fresh.targets[name]), flat_params(live))
 
 
 # ----------------------------------------------------------------------------- torch.compile
 @pytest.mark.slow
 @pytest.mark.parametrize(
-    ("mixer_kind", "cache", "mode", "device"),
+    ("mixer_kind", "mode", "device"),
     [
-        (None, False, "default", "cpu"),
-        ("qmix", False, "default", "cpu"),
-        ("qmix", True, "default", "cpu"),
-        pytest.param("qmix", False, "reduce-overhead", "cuda", marks=pytest.mark.gpu),
-        pytest.param("qmix", True, "reduce-overhead", "cuda", marks=pytest.mark.gpu),
+        (None, "default", "cpu"),
+        ("qmix", "default", "cpu"),
+        pytest.param("qmix", "reduce-overhead", "cuda", marks=pytest.mark.gpu),
     ],
 )
 def test_compiled_loss_gives_the_same_updates(
-    mixer_kind: str | None, cache: bool, mode: str, device: str
+    mixer_kind: str | None, mode: str, device: str
 ) -> None:
     """learner.compile: the same losses and weights as eager, over 3 updates on batches
-    of two different lengths (about 30 s of compiling on a CPU); with ``cache`` the
-    compiled learner also takes cached target Q-values. ``reduce-overhead`` on a GPU
-    replays CUDA graphs."""
+    of two different lengths (about 30 s of compiling on a CPU). ``reduce-overhead``
+    on a GPU replays CUDA graphs."""
     batches = [make_batch([5, 4, 3], [4, None, 2], seed=s).to(device) for s in (1, 2)]
     batches.append(batches[0].slice_time(3))
-    slots = [torch.arange(3), torch.arange(3, 6), torch.arange(3)]  # the third: batch 1 again
 
     def learner(compile: str | None) -> QLearner:
         mixer = make_mixer(mixer_kind, 0)
@@ -568,14 +596,12 @@ def test_compiled_loss_gives_the_same_updates(
             None if mixer is None else mixer.to(device),
             optimizer="adam",
             compile=compile,
-            cache_targets=cache and compile is not None,
         )
 
     eager_learner, compiled_learner = learner(None), learner(mode)
-    compiled_learner.use_target_cache(capacity=6, max_seq_length=5)
-    for episode, (batch, where) in enumerate(zip(batches, slots, strict=True)):
+    for episode, batch in enumerate(batches):
         eager = eager_learner.train(batch, 0, episode)
-        compiled = compiled_learner.train(batch, 0, episode, slots=where)
+        compiled = compiled_learner.train(batch, 0, episode)
         assert compiled["learner/loss"] == pytest.approx(eager["learner/loss"], rel=1e-5)
     torch.testing.assert_close(flat_params(compiled_learner.mac), flat_params(eager_learner.mac))
 

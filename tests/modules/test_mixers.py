@@ -1,50 +1,47 @@
-"""Tests for the VDN and QMIX mixers."""
+"""Tests for the mixers (marl.modules.mixers): every mixer in the schema table."""
 
 from __future__ import annotations
 
+import hydra
 import pytest
 import torch
 from torch import nn
 
-from marl.modules.mixers.qmix import QMixer, QMixerConfig
-from marl.modules.mixers.vdn import VDNMixer, VDNMixerConfig
+from marl.config import SCHEMAS
+from marl.envs.base import EnvInfo
+from marl.modules.mixers.qmix import QMixer
+from marl.modules.mixers.vdn import VDNMixer
 
 B, T, N, S = 4, 5, 3, 7
+INFO = EnvInfo(n_agents=N, n_actions=2, obs_shape=1, state_shape=S, episode_limit=T)
 
 
-def _make(kind: str, **kwargs: int) -> nn.Module:
-    if kind == "vdn":
-        return VDNMixer(N, S)
-    return QMixer(N, S, **kwargs)
-
-
-@pytest.mark.parametrize("kind", ["vdn", "qmix"])
-def test_output_shape(kind: str) -> None:
+@pytest.mark.parametrize("name", sorted(SCHEMAS["mixer"]))
+def test_schema_builds_a_mixer_of_joint_values(name: str) -> None:
+    """Built from its schema as a run builds it: (B, T, N) Qs and (B, T, S) states in,
+    (B, T, 1) out, with a gradient to every agent's Q."""
     torch.manual_seed(0)
-    mixer = _make(kind)
-    out = mixer(torch.randn(B, T, N), torch.randn(B, T, S))
+    mixer = hydra.utils.instantiate(SCHEMAS["mixer"][name](), env_info=INFO)
+    assert isinstance(mixer, nn.Module)
+    qs = torch.randn(B, T, N, requires_grad=True)
+    out = mixer(qs, torch.randn(B, T, S))
     assert out.shape == (B, T, 1)
+    out.sum().backward()
+    assert qs.grad is not None and qs.grad.ne(0).all()
 
 
 def test_vdn_is_sum() -> None:
     torch.manual_seed(0)
     qs = torch.randn(B, T, N)
-    out = VDNMixer(N, S)(qs, torch.randn(B, T, S))
+    out = VDNMixer(INFO)(qs, torch.randn(B, T, S))
     torch.testing.assert_close(out, qs.sum(-1, keepdim=True))
-
-
-def test_configs_targets() -> None:
-    assert VDNMixerConfig()._target_ == "marl.modules.mixers.vdn.VDNMixer"
-    cfg = QMixerConfig()
-    assert cfg._target_ == "marl.modules.mixers.qmix.QMixer"
-    assert (cfg.embed_dim, cfg.hypernet_layers, cfg.hypernet_embed) == (32, 2, 64)
 
 
 @pytest.mark.parametrize("hypernet_layers", [1, 2])
 def test_qmix_monotonic_in_each_agent(hypernet_layers: int) -> None:
     for seed in range(5):
         torch.manual_seed(seed)
-        mixer = QMixer(N, S, embed_dim=8, hypernet_layers=hypernet_layers, hypernet_embed=16)
+        mixer = QMixer(INFO, embed_dim=8, hypernet_layers=hypernet_layers, hypernet_embed=16)
         qs = 3.0 * torch.randn(64, T, N)
         states = torch.randn(64, T, S)
         base = mixer(qs, states)
@@ -60,7 +57,7 @@ def test_qmix_monotonic_in_each_agent(hypernet_layers: int) -> None:
 @pytest.mark.parametrize("hypernet_layers", [1, 2])
 def test_qmix_depends_on_state(hypernet_layers: int) -> None:
     torch.manual_seed(0)
-    mixer = QMixer(N, S, hypernet_layers=hypernet_layers)
+    mixer = QMixer(INFO, hypernet_layers=hypernet_layers)
     qs = torch.randn(B, T, N)
     out_a = mixer(qs, torch.randn(B, T, S))
     out_b = mixer(qs, torch.randn(B, T, S))
@@ -74,7 +71,7 @@ def test_qmix_depends_on_state(hypernet_layers: int) -> None:
 @pytest.mark.parametrize("hypernet_layers", [1, 2])
 def test_qmix_hypernet_layers_trainable(hypernet_layers: int) -> None:
     torch.manual_seed(0)
-    mixer = QMixer(N, S, embed_dim=8, hypernet_layers=hypernet_layers, hypernet_embed=16)
+    mixer = QMixer(INFO, embed_dim=8, hypernet_layers=hypernet_layers, hypernet_embed=16)
     n_linear = sum(isinstance(m, nn.Linear) for m in mixer.hyper_w_1.modules())
     assert n_linear == hypernet_layers
     mixer(torch.randn(B, T, N), torch.randn(B, T, S)).sum().backward()
@@ -84,4 +81,4 @@ def test_qmix_hypernet_layers_trainable(hypernet_layers: int) -> None:
 @pytest.mark.parametrize("bad", [0, 3])
 def test_qmix_bad_hypernet_layers(bad: int) -> None:
     with pytest.raises(ValueError, match="hypernet_layers must be 1 or 2"):
-        QMixer(N, S, hypernet_layers=bad)
+        QMixer(INFO, hypernet_layers=bad)

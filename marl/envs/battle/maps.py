@@ -37,14 +37,11 @@ The ``*_gen`` rows are SMACv2's (``smacv2.py`` draws those teams).
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 from marl.envs.battle.frame import Rect
 from marl.envs.battle.units import UNIT_TYPES
-
-if TYPE_CHECKING:
-    from marl.envs.battle.smacv2 import TeamDistribution
 
 Point = tuple[float, float]
 
@@ -103,6 +100,18 @@ class Group:
     unit: str
     count: int
     spawn: Point | None = None
+
+
+@dataclass(frozen=True)
+class TeamDistribution:
+    """SMACv2's weighted_teams + surrounded_and_reflect for one race and team size."""
+
+    race: str
+    n_agents: int
+    n_enemies: int
+    unit_types: tuple[str, ...]
+    weights: tuple[float, ...]
+    exceptions: tuple[str, ...]
 
 
 @dataclass(frozen=True)
@@ -273,13 +282,49 @@ MAPS: dict[str, MapSpec] = {
 }  # fmt: skip
 
 
+SMACV2_LIMIT = 200
+SMACV2_UNIT_TYPE_BITS = 3
+_SMACV2_NAME = re.compile(r"^(protoss|terran|zerg)_(\d+)_vs_(\d+)$")
+SMACV2_NAMES = tuple(
+    f"{race}_{n}_vs_{m}"
+    for race in ("protoss", "terran", "zerg")
+    for n, m in ((5, 5), (10, 10), (20, 20), (10, 11), (20, 23))
+)
+
+# race -> (unit types, weights, exception types, race letter), SMACv2's sc2_gen_*.yaml
+RACES: dict[str, tuple[tuple[str, ...], tuple[float, ...], tuple[str, ...], str]] = {
+    "protoss": (("stalker", "zealot", "colossus"), (0.45, 0.45, 0.1), (), "P"),
+    "terran": (("marine", "marauder", "medivac"), (0.45, 0.45, 0.1), ("medivac",), "T"),
+    "zerg": (("zergling", "hydralisk", "baneling"), (0.45, 0.45, 0.1), ("baneling",), "Z"),
+}
+
+
+def smacv2_map(name: str) -> MapSpec | None:
+    """The MapSpec of a SMACv2-style name, or None if ``name`` is not one.
+
+    ``{protoss,terran,zerg}_N_vs_M`` (SMACv2's README lists 5_vs_5, 10_vs_10, 20_vs_20,
+    10_vs_11 and 20_vs_23) plays on an open 32 x 32 map with an episode limit of 200 and
+    3 unit-type bits, as SMACv2's ``10gen_*`` maps; ``smacv2.py`` draws its teams.
+    """
+    match = _SMACV2_NAME.match(name)
+    if match is None:
+        return None
+    race, n, m = match.group(1), int(match.group(2)), int(match.group(3))
+    if n < 1 or m < 1:
+        raise ValueError(f"SMACv2 map {name!r} needs at least one unit per side.")
+    types, weights, exceptions, letter = RACES[race]
+    team = TeamDistribution(race, n, m, types, weights, exceptions)
+    return MapSpec(
+        name, (), (), SMACV2_LIMIT, f"{race}_gen", SMACV2_UNIT_TYPE_BITS, letter, letter,
+        pathable=OPEN, team=team,
+    )  # fmt: skip
+
+
 def get_map(name: str) -> MapSpec:
     """The map called ``name`` (a SMAC map or a SMACv2 name such as ``protoss_5_vs_5``).
 
     A ValueError lists the known maps otherwise.
     """
-    from marl.envs.battle.smacv2 import SMACV2_NAMES, smacv2_map
-
     if name not in MAPS:
         spec = smacv2_map(name)
         if spec is None:

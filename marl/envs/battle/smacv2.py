@@ -1,10 +1,8 @@
 """SMACv2-style random teams and start positions, drawn per env copy and per episode.
 
-Map names ``{protoss,terran,zerg}_N_vs_M`` (SMACv2's README lists 5_vs_5, 10_vs_10,
-20_vs_20, 10_vs_11 and 20_vs_23) play on an open 32 x 32 map with an episode limit of
-200 and 3 unit-type bits, as SMACv2's ``10gen_*`` maps. Per episode and per copy, from
-the env's per-copy generator (``rng.CopyRNG``), as SMACv2's ``distributions.py`` with
-its example configs (``sc2_gen_*.yaml``):
+For the ``{protoss,terran,zerg}_N_vs_M`` maps (``maps.smacv2_map``). Per episode and
+per copy, from the env's per-copy generator (``rng.CopyRNG``), as SMACv2's
+``distributions.py`` with its example configs (``sc2_gen_*.yaml``):
 
 - teams (``weighted_teams``): N i.i.d. unit types with weights 0.45/0.45/0.1 over
   stalker/zealot/colossus, marine/marauder/medivac, zergling/hydralisk/baneling; a
@@ -29,64 +27,17 @@ Shapes: B copies, N agents, M enemies.
 
 from __future__ import annotations
 
-import re
-from dataclasses import dataclass
-
 import torch
 
-from marl.envs.battle.maps import OPEN, MapSpec
+from marl.envs.battle.maps import TeamDistribution
 from marl.envs.battle.rng import CopyRNG
 from marl.envs.battle.units import type_index
 
-SMACV2_LIMIT = 200
-SMACV2_UNIT_TYPE_BITS = 3
 SMACV2_MAP_SIZE = 32.0
 REFLECT_BUFFER = 1.0  # allies stay this far left of the middle line (SMACv2's "- 1")
 SURROUND_OFFSET = 2.0  # enemy groups stop this far (per axis) from the centre
 P_SURROUNDED = 0.5
 MAX_GROUPS = 4
-
-_NAME = re.compile(r"^(protoss|terran|zerg)_(\d+)_vs_(\d+)$")
-SMACV2_NAMES = tuple(
-    f"{race}_{n}_vs_{m}"
-    for race in ("protoss", "terran", "zerg")
-    for n, m in ((5, 5), (10, 10), (20, 20), (10, 11), (20, 23))
-)
-
-# race -> (unit types, weights, exception types, race letter), SMACv2's sc2_gen_*.yaml
-RACES: dict[str, tuple[tuple[str, ...], tuple[float, ...], tuple[str, ...], str]] = {
-    "protoss": (("stalker", "zealot", "colossus"), (0.45, 0.45, 0.1), (), "P"),
-    "terran": (("marine", "marauder", "medivac"), (0.45, 0.45, 0.1), ("medivac",), "T"),
-    "zerg": (("zergling", "hydralisk", "baneling"), (0.45, 0.45, 0.1), ("baneling",), "Z"),
-}
-
-
-@dataclass(frozen=True)
-class TeamDistribution:
-    """SMACv2's weighted_teams + surrounded_and_reflect for one race and team size."""
-
-    race: str
-    n_agents: int
-    n_enemies: int
-    unit_types: tuple[str, ...]
-    weights: tuple[float, ...]
-    exceptions: tuple[str, ...]
-
-
-def smacv2_map(name: str) -> MapSpec | None:
-    """The MapSpec of a SMACv2-style name, or None if ``name`` is not one."""
-    match = _NAME.match(name)
-    if match is None:
-        return None
-    race, n, m = match.group(1), int(match.group(2)), int(match.group(3))
-    if n < 1 or m < 1:
-        raise ValueError(f"SMACv2 map {name!r} needs at least one unit per side.")
-    types, weights, exceptions, letter = RACES[race]
-    team = TeamDistribution(race, n, m, types, weights, exceptions)
-    return MapSpec(
-        name, (), (), SMACV2_LIMIT, f"{race}_gen", SMACV2_UNIT_TYPE_BITS, letter, letter,
-        pathable=OPEN, team=team,
-    )  # fmt: skip
 
 
 def _categorical(u: torch.Tensor, cum: torch.Tensor) -> torch.Tensor:

@@ -23,6 +23,8 @@ class MLPAgentConfig:
     """Schema for the feed-forward agent (`algo/agent=mlp`)."""
 
     _target_: str = "marl.modules.agents.mlp.MLPAgent"
+    _partial_: bool = True
+    """Built as a factory: the controller makes one agent per network with its sizes."""
     hidden_dim: int = field(default=64, metadata=bounds(1))
     """Width of both hidden layers."""
 

@@ -22,6 +22,8 @@ class RNNAgentConfig:
     """Schema for the recurrent agent (`algo.agent`)."""
 
     _target_: str = "marl.modules.agents.rnn.RNNAgent"
+    _partial_: bool = True
+    """Built as a factory: the controller makes one agent per network with its sizes."""
     hidden_dim: int = field(default=64, metadata=bounds(1))
     """Width of the input layer and of the GRU state."""
 

@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from marl.envs.base import EnvInfo
 from marl.validation import bounds, choices
 
 __all__ = ["QMixer", "QMixerConfig"]
@@ -53,8 +54,7 @@ class QMixer(nn.Module):
 
     def __init__(
         self,
-        n_agents: int,
-        state_dim: int,
+        env_info: EnvInfo,
         embed_dim: int = 32,
         hypernet_layers: int = 2,
         hypernet_embed: int = 64,
@@ -62,8 +62,7 @@ class QMixer(nn.Module):
         """Create the hypernetworks.
 
         Args:
-            n_agents: Number of agents ``N``.
-            state_dim: Global state size ``S``.
+            env_info: The env's sizes: ``N`` agents (``n_agents``), state size ``S``.
             embed_dim: Mixing hidden width ``E``.
             hypernet_layers: 1 (linear hypernetworks) or 2 (ReLU hidden layer).
             hypernet_embed: Hypernetwork hidden width ``H`` (used when ``hypernet_layers == 2``).
@@ -72,8 +71,8 @@ class QMixer(nn.Module):
             ValueError: If ``hypernet_layers`` is not 1 or 2.
         """
         super().__init__()
-        self.n_agents = n_agents
-        self.state_dim = state_dim
+        self.n_agents = n_agents = env_info.n_agents
+        self.state_dim = state_dim = env_info.state_shape
         self.embed_dim = embed_dim
         self.hyper_w_1 = _hypernet(state_dim, n_agents * embed_dim, hypernet_layers, hypernet_embed)
         self.hyper_w_final = _hypernet(state_dim, embed_dim, hypernet_layers, hypernet_embed)

@@ -10,6 +10,8 @@ from dataclasses import dataclass
 
 from torch import Tensor, nn
 
+from marl.envs.base import EnvInfo
+
 __all__ = ["VDNMixer", "VDNMixerConfig"]
 
 
@@ -24,11 +26,10 @@ class VDNMixerConfig:
 class VDNMixer(nn.Module):
     """Sum agent utilities into a joint value; has no parameters."""
 
-    def __init__(self, n_agents: int, state_dim: int) -> None:
-        """Accept ``n_agents``/``state_dim`` for a constructor uniform with other mixers."""
+    def __init__(self, env_info: EnvInfo) -> None:
+        """Take the env's info, as every module does (a sum needs none of it)."""
         super().__init__()
-        self.n_agents = n_agents
-        self.state_dim = state_dim
+        self.n_agents = env_info.n_agents
 
     def forward(self, agent_qs: Tensor, states: Tensor) -> Tensor:
         """Map ``agent_qs`` ``(B, T, N)`` (``states`` ``(B, T, S)`` unused) to ``(B, T, 1)``."""

@@ -8,9 +8,9 @@ import pytest
 import torch
 
 from marl.envs.battle.env import BattleEnv
-from marl.envs.battle.maps import get_map
+from marl.envs.battle.maps import RACES, SMACV2_NAMES, get_map
 from marl.envs.battle.rng import CopyRNG
-from marl.envs.battle.smacv2 import RACES, SMACV2_NAMES, draw_positions, draw_teams
+from marl.envs.battle.smacv2 import draw_positions, draw_teams
 from marl.envs.battle.units import TYPE_NAMES
 
 

@@ -1,4 +1,5 @@
-"""Per-episode results accumulated between two logs, summarised as namespaced metrics."""
+"""Per-episode results accumulated between two logs, summarised as namespaced metrics
+(beside the runner's `RolloutStats`, which it sums, so `logging/` imports no runner)."""
 
 from __future__ import annotations
 

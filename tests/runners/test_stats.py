@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from marl.logging.stats import EpisodeStats
 from marl.runners.episode import RolloutStats
+from marl.runners.stats import EpisodeStats
 
 
 def rollout(returns: list[float], lengths: list[int], won: list[float]) -> RolloutStats:

@@ -1,0 +1,93 @@
+"""What every learner is and shares: the `Learner` protocol, target networks, the optimiser.
+
+A learner's constructor names the modules it trains (``mac``, ``mixer``, ``critic``, ...)
+and takes its own random stream (``generator``), which its ``state_dict`` saves.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any, ClassVar, Protocol, runtime_checkable
+
+import torch
+from torch import nn
+
+from marl.data.episode_batch import EpisodeBatch
+
+
+@runtime_checkable
+class Learner(Protocol):
+    """Trains the networks of one algorithm on batches of episodes."""
+
+    on_policy: ClassVar[bool]
+    """True: train() gets each rollout once, as played (no replay)."""
+
+    def train(
+        self, batch: EpisodeBatch, t_env: int, episode: int, stats: bool = True
+    ) -> dict[str, float]: ...  # its stats (learner/...), none with stats=False
+
+    def networks(self) -> dict[str, nn.Module]: ...  # the live networks by module name
+
+    def state_dict(self) -> dict[str, Any]: ...
+
+    def load_state_dict(self, state: dict[str, Any]) -> None: ...
+
+    def load_weights(self, state: dict[str, Any]) -> None: ...  # networks only (fine-tuning)
+
+
+class TargetNetworks:
+    """Frozen copies of live networks, for bootstrapped targets.
+
+    Hard updates copy the live weights every ``interval`` episodes; with ``tau`` every
+    update moves each target weight a fraction ``tau`` towards the live one instead.
+    """
+
+    def __init__(self, live: dict[str, nn.Module], interval: int, tau: float | None) -> None:
+        self.live = live
+        self.targets = {n: copy.deepcopy(net).requires_grad_(False) for n, net in live.items()}
+        self.interval, self.tau = interval, tau
+        self.last_update_episode = 0
+
+    def __getitem__(self, name: str) -> nn.Module:
+        return self.targets[name]
+
+    def update(self, episode: int) -> bool:
+        """Soft update, or a hard copy when due; True when a hard copy happened."""
+        if self.tau is not None:
+            with torch.no_grad():
+                for name, live in self.live.items():
+                    target = self.targets[name]
+                    for tp, p in zip(target.parameters(), live.parameters(), strict=True):
+                        tp.lerp_(p, self.tau)  # tp += tau * (p - tp)
+            return False
+        if episode - self.last_update_episode < self.interval:
+            return False
+        for name, live in self.live.items():
+            self.targets[name].load_state_dict(live.state_dict())
+        self.last_update_episode = episode
+        return True
+
+    def state_dict(self) -> dict[str, Any]:
+        """``target_<name>`` per network and ``last_target_update_episode``: flat keys
+        that a learner merges into its own state."""
+        state: dict[str, Any] = {f"target_{n}": t.state_dict() for n, t in self.targets.items()}
+        return state | {"last_target_update_episode": self.last_update_episode}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """From a learner's state (other keys are ignored)."""
+        for name, target in self.targets.items():
+            target.load_state_dict(state[f"target_{name}"])
+        self.last_update_episode = int(state["last_target_update_episode"])
+
+
+def make_optimiser(
+    params: list[nn.Parameter], name: str, lr: float, alpha: float, eps: float
+) -> torch.optim.Optimizer:
+    """RMSprop (smoothing ``alpha``) or Adam, one kernel per step over all parameters
+    (fused Adam; RMSprop has no fused version, its foreach one batches the per-tensor
+    ops): several times faster than the per-tensor loop torch defaults to on the CPU."""
+    if name == "rmsprop":
+        return torch.optim.RMSprop(params, lr=lr, alpha=alpha, eps=eps, foreach=True)
+    if name == "adam":
+        return torch.optim.Adam(params, lr=lr, eps=eps, fused=True)
+    raise ValueError(f"learner.optimizer must be 'rmsprop' or 'adam', got {name!r}")

@@ -1,0 +1,142 @@
+"""conf/: every default is written once, in its schema.
+
+The dataclasses registered in marl/config.py (and `TrainConfig`) hold the defaults; a
+yaml keeps only the values that differ from them. A restated default hides which values
+of a file matter, and goes stale when the schema's default changes.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from dataclasses import MISSING as NO_DEFAULT
+from dataclasses import dataclass, fields, is_dataclass
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+from marl.config import compose_config
+
+CONF = Path(__file__).resolve().parents[1] / "conf"
+
+
+@dataclass
+class ConfFile:
+    """One yaml under conf/: the option that selects it and where its values land."""
+
+    path: Path
+    group: str
+    """Its config group ("env", "algo/agent"); "" for the primary config.yaml."""
+    package: str
+    """Where its values land: "" (the root), "env", "algo.modules.mac.agent", ..."""
+    values: dict[str, Any]
+    """What the file writes, interpolations unresolved, without its defaults list."""
+    names: set[str]
+    """Groups its defaults list names: composed with one of those selected, the file
+    might not apply as written."""
+
+    @property
+    def override(self) -> list[str]:
+        return [f"{self.group}={self.path.stem}"] if self.group else []
+
+
+def conf_files() -> list[ConfFile]:
+    """Every yaml under conf/ but conf/hydra/ (Hydra's own settings, not marl's schemas)."""
+    out = []
+    for path in sorted(CONF.rglob("*.yaml")):
+        group = path.parent.relative_to(CONF).as_posix().removeprefix(".")
+        if group.split("/")[0] == "hydra":
+            continue
+        values: Any = OmegaConf.to_container(OmegaConf.load(path), resolve=False)
+        assert isinstance(values, dict), path
+        defaults = values.pop("defaults", [])
+        names = {
+            key.removeprefix("override ").lstrip("/").split("@")[0]
+            for entry in defaults
+            if isinstance(entry, dict)
+            for key in entry
+        }
+        out.append(ConfFile(path, group, package(path, group), values, names))
+    return out
+
+
+def package(path: Path, group: str) -> str:
+    """The `# @package` header of the file, Hydra's default `_group_` without one."""
+    header = "_group_"
+    for line in path.read_text().splitlines():
+        if not line.startswith("#"):
+            break
+        if found := re.match(r"#\s*@package\s+(\S+)", line):
+            header = found.group(1)
+    header = header.replace("_group_", group.replace("/", "."))
+    return header.removeprefix("_global_").lstrip(".")
+
+
+def related(a: str, b: str) -> bool:
+    """The same group, or one nested in the other (algo, algo/agent)."""
+    return a == b or a.startswith(b + "/") or b.startswith(a + "/")
+
+
+def clash(a: ConfFile, b: ConfFile) -> bool:
+    """a and b cannot be checked in one composition."""
+    if not (a.group and b.group):
+        return False  # config.yaml is part of every composition
+    return any(related(x, y) for x in {a.group, *a.names} for y in {b.group, *b.names})
+
+
+def compositions(files: list[ConfFile]) -> list[list[ConfFile]]:
+    """The files packed into few compositions (each takes ~0.2 s): one option per group."""
+    packed: list[list[ConfFile]] = []
+    for file in files:
+        fits = next((batch for batch in packed if not any(clash(file, o) for o in batch)), None)
+        if fits is None:
+            packed.append([file])
+        else:
+            fits.append(file)
+    return packed
+
+
+def written(values: dict[str, Any], path: str = "") -> Iterator[tuple[str, Any]]:
+    """(path, value) of each leaf a file writes (a list or `{}` is one leaf)."""
+    for key, value in values.items():
+        if isinstance(value, dict) and value:
+            yield from written(value, f"{path}{key}.")
+        else:
+            yield f"{path}{key}", value
+
+
+def schema_default(cfg: DictConfig, key: str) -> tuple[type, Any] | None:
+    """The schema and default of the field `key` sets, None if the node has no schema
+    (an `Any` or dict node) or the field no default."""
+    parent, _, name = key.rpartition(".")
+    node = OmegaConf.select(cfg, parent) if parent else cfg
+    assert isinstance(node, DictConfig), f"{key} is not in the composed config"
+    schema = OmegaConf.get_type(node)
+    if not (isinstance(schema, type) and is_dataclass(schema)):
+        return None
+    field = next(f for f in fields(schema) if f.name == name)
+    if field.default is not NO_DEFAULT:
+        return schema, field.default
+    if field.default_factory is not NO_DEFAULT:
+        return schema, field.default_factory()
+    return None
+
+
+def test_no_yaml_restates_a_schema_default() -> None:
+    """Each value a yaml writes is looked up in the config composed with that yaml selected:
+    the node's schema (`OmegaConf.get_type`) names the field and its default."""
+    restated = []
+    for batch in compositions(conf_files()):
+        cfg = compose_config([arg for file in batch for arg in file.override])
+        for file in batch:
+            for path, value in written(file.values):
+                if isinstance(value, str) and "${" in value:
+                    continue  # an interpolation is never a plain default
+                if file.package == "" and path.startswith("hydra."):
+                    continue  # Hydra's settings
+                found = schema_default(cfg, f"{file.package}.{path}".lstrip("."))
+                if found is not None and found[1] == value:
+                    where = file.path.relative_to(CONF.parent)
+                    restated.append(f"{where}: {path}: {value!r} ({found[0].__name__})")
+    assert not restated, "restated schema defaults (delete them):\n" + "\n".join(restated)
