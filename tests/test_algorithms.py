@@ -21,8 +21,10 @@ ALGOS = group_options("algo")
 
 KNOWN_ANSWERS: dict[str, tuple[str, float]] = {
     # algo: (matrix game, greedy test return it must reach). On the two-step game of the
-    # QMIX paper the optimum is 8; independent and additive values settle on 7 (its
-    # safe branch), as the QMIX paper reports; QMIX's monotonic mixing can express 8.
+    # QMIX paper the optimum is 8 and the safe branch gives 7: QMIX's monotonic mixing can
+    # represent the optimum and must find it; independent and additive values cannot
+    # represent its joint values (the paper's VDN and IQL settle on 7), though with
+    # epsilon-greedy data they can still land on 8 (seed 1 here does).
     "iql": ("two_step", 7.0),
     "vdn": ("two_step", 7.0),
     "qmix": ("two_step", 8.0),
@@ -96,4 +98,4 @@ def test_reaches_its_known_answer(algo: str, tmp_path: Path) -> None:
     run(cfg, tmp_path)
     rows = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     final = [row["test/return_mean"] for row in rows if "test/return_mean" in row][-1]
-    assert final == pytest.approx(target)
+    assert final >= target - 1e-6, final

@@ -7,6 +7,7 @@ of a file matter, and goes stale when the schema's default changes.
 
 from __future__ import annotations
 
+import inspect
 import re
 from collections.abc import Iterator
 from dataclasses import MISSING as NO_DEFAULT
@@ -14,9 +15,10 @@ from dataclasses import dataclass, fields, is_dataclass
 from pathlib import Path
 from typing import Any
 
-from omegaconf import DictConfig, OmegaConf
+from hydra.utils import get_class
+from omegaconf import MISSING, DictConfig, OmegaConf
 
-from marl.config import compose_config
+from marl.config import SCHEMAS, compose_config
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
 
@@ -140,3 +142,35 @@ def test_no_yaml_restates_a_schema_default() -> None:
                     where = file.path.relative_to(CONF.parent)
                     restated.append(f"{where}: {path}: {value!r} ({found[0].__name__})")
     assert not restated, "restated schema defaults (delete them):\n" + "\n".join(restated)
+
+
+def test_each_class_takes_its_defaults_from_its_schema() -> None:
+    """The class a schema builds has a parameter for each field, whose default is the
+    field's (none for a `???` field). A `default_factory` field's parameter has none, None
+    for an empty factory value, or the same items (a tuple for a list)."""
+    wrong = []
+    for group, options in SCHEMAS.items():
+        for option, schema in options.items():
+            target = next((f.default for f in fields(schema) if f.name == "_target_"), None)
+            if target is None:
+                continue  # algo/base composes modules; it builds no class itself
+            params = inspect.signature(get_class(target)).parameters
+            for field in fields(schema):
+                if field.name.startswith("_"):
+                    continue
+                if field.name not in params:
+                    wrong.append(f"{group}/{option}: {target} has no {field.name}")
+                    continue
+                got = params[field.name].default
+                if field.default_factory is not NO_DEFAULT:
+                    want = field.default_factory()
+                    ok = got is inspect.Parameter.empty or (got is None and not want)
+                    ok = ok or (got is not None and type(want)(got) == want)
+                else:
+                    want = inspect.Parameter.empty
+                    if field.default not in (NO_DEFAULT, MISSING):
+                        want = field.default
+                    ok = got == want and type(got) is type(want)
+                if not ok:
+                    wrong.append(f"{group}/{option}: {field.name}: {got!r} != {want!r}")
+    assert not wrong, "class defaults that differ from their schema's:\n" + "\n".join(wrong)

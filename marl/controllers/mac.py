@@ -51,10 +51,10 @@ class MultiAgentController(nn.Module):
         self,
         agent: AgentFactory,
         env_info: EnvInfo,
-        n_outputs: int | None = None,
-        obs_agent_id: bool = True,
-        obs_last_action: bool = True,
-        share_params: bool = True,
+        n_outputs: int | None = ControllerConfig.n_outputs,
+        obs_agent_id: bool = ControllerConfig.obs_agent_id,
+        obs_last_action: bool = ControllerConfig.obs_last_action,
+        share_params: bool = ControllerConfig.share_params,
     ) -> None:
         super().__init__()
         self.n_agents = env_info.n_agents
@@ -147,9 +147,29 @@ class MultiAgentController(nn.Module):
 
     def unroll_steps(self, obs: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
         """obs (B, T, N, O) float and the actions taken (B, T, N, 1) -> q (B, T, N, A)."""
-        last_actions = None
-        if self.obs_last_action:
-            onehot = F.one_hot(actions.squeeze(-1).long(), self.n_actions).float()  # (B, T, N, A)
-            last_actions = torch.cat([torch.zeros_like(onehot[:, :1]), onehot[:, :-1]], dim=1)
-        q, _ = self(obs, last_actions, self.initial_hidden(obs.shape[0]))
+        q, _ = self(obs, self.last_actions(actions), self.initial_hidden(obs.shape[0]))
         return q  # (B, T, N, A)
+
+    def unroll_hidden(
+        self, obs: torch.Tensor, actions: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Like `unroll_steps`, also giving each step's hidden state (QTRAN's joint networks
+        read them): q (B, T, N, A) and hidden (B, T, N, H) after each step. Step by step,
+        with the acting path's math; H = 0 for feed-forward agents."""
+        last_actions = self.last_actions(actions)  # (B, T, N, A) or None
+        hidden = self.initial_hidden(obs.shape[0])  # (B, N, H)
+        qs, hiddens = [], []
+        for t in range(obs.shape[1]):
+            last_t = None if last_actions is None else last_actions[:, t]
+            q_t, hidden = self.step(obs[:, t], last_t, hidden)  # (B, N, A), (B, N, H)
+            qs.append(q_t)
+            hiddens.append(hidden)
+        return torch.stack(qs, dim=1), torch.stack(hiddens, dim=1)  # (B, T, N, A), (B, T, N, H)
+
+    def last_actions(self, actions: torch.Tensor) -> torch.Tensor | None:
+        """The one-hot previous action of each step, (B, T, N, A), zeros at t = 0; None
+        when the agents do not see it."""
+        if not self.obs_last_action:
+            return None
+        onehot = F.one_hot(actions.squeeze(-1).long(), self.n_actions).float()  # (B, T, N, A)
+        return torch.cat([torch.zeros_like(onehot[:, :1]), onehot[:, :-1]], dim=1)

@@ -199,12 +199,12 @@ class GymnasiumSingleEnv:
     def __init__(
         self,
         key: str,
-        import_module: str | None = None,
-        time_limit: int = 0,
-        reward: str = "sum",
-        agent_rewards: bool = False,
-        state: str = "concat",
-        kwargs: dict[str, Any] | None = None,
+        import_module: str | None,
+        time_limit: int,
+        reward: str,
+        agent_rewards: bool,
+        state: str,
+        kwargs: dict[str, Any] | None,
     ) -> None:
         gym, spec = registered_spec(key, import_module)
         spec = dataclasses.replace(spec, kwargs={**spec.kwargs, **(kwargs or {})})
@@ -361,12 +361,12 @@ class GymnasiumEnv(BatchedSingleEnv):
     def __init__(
         self,
         key: str,
-        import_module: str | None = None,
-        time_limit: int = 0,
-        reward: str = "sum",
-        agent_rewards: bool = False,
-        state: str = "concat",
-        workers: bool = True,
+        import_module: str | None = GymnasiumEnvConfig.import_module,
+        time_limit: int = GymnasiumEnvConfig.time_limit,
+        reward: str = GymnasiumEnvConfig.reward,
+        agent_rewards: bool = GymnasiumEnvConfig.agent_rewards,
+        state: str = GymnasiumEnvConfig.state,
+        workers: bool = GymnasiumEnvConfig.workers,
         kwargs: dict[str, Any] | None = None,
         *,
         batch_size: int,

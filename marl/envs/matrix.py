@@ -107,10 +107,10 @@ class MatrixEnv:
 
     def __init__(
         self,
-        game: str = "two_step",
-        k: float = -100.0,
-        rounds: int = 1,
-        defer_checks: bool | None = None,
+        game: str = MatrixEnvConfig.game,
+        k: float = MatrixEnvConfig.k,
+        rounds: int = MatrixEnvConfig.rounds,
+        defer_checks: bool | None = MatrixEnvConfig.defer_checks,
         *,
         batch_size: int,
         seed: int,

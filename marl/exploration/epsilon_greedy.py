@@ -36,9 +36,9 @@ class EpsilonGreedy:
 
     def __init__(
         self,
-        epsilon_start: float = 1.0,
-        epsilon_finish: float = 0.05,
-        epsilon_anneal_time: int = 50000,
+        epsilon_start: float = EpsilonGreedyConfig.epsilon_start,
+        epsilon_finish: float = EpsilonGreedyConfig.epsilon_finish,
+        epsilon_anneal_time: int = EpsilonGreedyConfig.epsilon_anneal_time,
     ) -> None:
         self.schedule = LinearSchedule(epsilon_start, epsilon_finish, epsilon_anneal_time)
 

@@ -180,9 +180,9 @@ class ConsoleLogger(Logger):
 
     def __init__(
         self,
-        refresh_s: float = 0.5,
-        print_interval_s: float = 30.0,
-        eta_window_s: float = 20.0,
+        refresh_s: float = ConsoleLoggerConfig.refresh_s,
+        print_interval_s: float = ConsoleLoggerConfig.print_interval_s,
+        eta_window_s: float = ConsoleLoggerConfig.eta_window_s,
         stream: TextIO | None = None,
     ) -> None:
         self.refresh_s = refresh_s

@@ -26,7 +26,9 @@ class JsonlLogger(Logger):
     """Appends ``{"t_env": ..., <metric>: <value>, ...}`` lines to the run's file."""
 
     def __init__(
-        self, filename: str = "metrics.jsonl", exclude_prefixes: Sequence[str] = ("time/",)
+        self,
+        filename: str = JsonlLoggerConfig.filename,
+        exclude_prefixes: Sequence[str] = ("time/",),
     ) -> None:
         self.filename = filename
         self.exclude_prefixes = tuple(exclude_prefixes)

@@ -133,14 +133,14 @@ class WandbLogger(Logger):
 
     def __init__(
         self,
-        project: str = "marl",
-        entity: str | None = None,
-        mode: str = "online",
-        group: str | None = None,
-        tags: Sequence[str] | None = None,
-        name: str | None = None,
-        notes: str | None = None,
-        init_timeout: float = 30.0,
+        project: str = WandbLoggerConfig.project,
+        entity: str | None = WandbLoggerConfig.entity,
+        mode: str = WandbLoggerConfig.mode,
+        group: str | None = WandbLoggerConfig.group,
+        tags: Sequence[str] | None = WandbLoggerConfig.tags,
+        name: str | None = WandbLoggerConfig.name,
+        notes: str | None = WandbLoggerConfig.notes,
+        init_timeout: float = WandbLoggerConfig.init_timeout,
     ) -> None:
         self.project = project
         self.entity = entity

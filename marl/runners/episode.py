@@ -129,7 +129,7 @@ class EpisodeRunner:
         action_selector: ActionSelector,
         generator: torch.Generator,
         obs_dtype: str = "float32",
-        sync_every: int | None = None,
+        sync_every: int | None = EpisodeRunnerConfig.sync_every,
     ) -> None:
         if sync_every is not None and sync_every < 1:
             raise UsageError(f"runner.sync_every must be at least 1, got {sync_every}.")

@@ -44,10 +44,35 @@ def make_batch(b: int = 2, seed: int = 0) -> EpisodeBatch:
     return batch
 
 
-def test_config_defaults() -> None:
-    cfg = ControllerConfig()
-    assert cfg._target_ == "marl.controllers.mac.MultiAgentController"
-    assert (cfg.obs_agent_id, cfg.obs_last_action, cfg.share_params) == (True, True, True)
+def test_n_outputs_makes_a_per_agent_value() -> None:
+    """A MAC with one output per agent is IPPO's per-agent critic; the last-action input
+    still has one entry per action."""
+    torch.manual_seed(0)
+    critic = MultiAgentController(functools.partial(RNNAgent, hidden_dim=H), INFO, n_outputs=1)
+    batch = make_batch()
+    values = critic.unroll_steps(batch.float("obs"), batch["actions"])
+    assert values.shape == (2, INFO.episode_limit + 1, N, 1)
+    assert critic.input_dim == make_mac().input_dim == OBS + A + N
+    assert ControllerConfig.n_outputs is None  # one output per action unless set
+
+
+@pytest.mark.parametrize("agent", ["rnn", "mlp"])
+@pytest.mark.parametrize("share_params", [True, False])
+def test_unroll_hidden_gives_each_steps_hidden_state(agent: str, share_params: bool) -> None:
+    mac, batch = make_mac(agent=agent, share_params=share_params), make_batch()
+    obs, actions = batch.float("obs"), batch["actions"]
+    q, hidden = mac.unroll_hidden(obs, actions)  # (B, T, N, A), (B, T, N, H)
+    steps = INFO.episode_limit + 1
+    assert q.shape == (2, steps, N, A)
+    assert hidden.shape == (2, steps, N, H if agent == "rnn" else 0)
+    torch.testing.assert_close(q, mac.unroll_steps(obs, actions))  # the same values
+    # Each step's hidden state is the state after the sequence up to that step.
+    for t in (0, 3):
+        last = mac.last_actions(actions)
+        _, h_t = mac(
+            obs[:, : t + 1], None if last is None else last[:, : t + 1], mac.initial_hidden(2)
+        )
+        torch.testing.assert_close(hidden[:, t], h_t)
 
 
 @pytest.mark.parametrize(

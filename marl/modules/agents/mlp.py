@@ -34,7 +34,9 @@ class MLPAgent(Agent):
 
     recurrent = False
 
-    def __init__(self, input_dim: int, n_actions: int, hidden_dim: int = 64) -> None:
+    def __init__(
+        self, input_dim: int, n_actions: int, hidden_dim: int = MLPAgentConfig.hidden_dim
+    ) -> None:
         super().__init__()
         self.fc1 = nn.Linear(input_dim, hidden_dim)
         self.fc2 = nn.Linear(hidden_dim, hidden_dim)

@@ -31,7 +31,9 @@ class RNNAgentConfig:
 class RNNAgent(Agent):
     """Linear -> ReLU -> GRU -> Linear, unrolled over any number of steps."""
 
-    def __init__(self, input_dim: int, n_actions: int, hidden_dim: int = 64) -> None:
+    def __init__(
+        self, input_dim: int, n_actions: int, hidden_dim: int = RNNAgentConfig.hidden_dim
+    ) -> None:
         super().__init__()
         self.hidden_dim = hidden_dim
         self.fc1 = nn.Linear(input_dim, hidden_dim)

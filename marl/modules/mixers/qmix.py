@@ -55,9 +55,9 @@ class QMixer(nn.Module):
     def __init__(
         self,
         env_info: EnvInfo,
-        embed_dim: int = 32,
-        hypernet_layers: int = 2,
-        hypernet_embed: int = 64,
+        embed_dim: int = QMixerConfig.embed_dim,
+        hypernet_layers: int = QMixerConfig.hypernet_layers,
+        hypernet_embed: int = QMixerConfig.hypernet_embed,
     ) -> None:
         """Create the hypernetworks.
 
