@@ -24,15 +24,16 @@ from hydra.errors import InstantiationException
 from hydra.experimental.callback import Callback
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
 
 from marl.checkpoint import CheckpointError, move_aside, newest_good_step, select_checkpoint
-from marl.config import register_configs, register_resolvers
+from marl.config import AlgoConfig, register_configs, register_resolvers
 from marl.envs.base import env_task
 from marl.errors import UsageError
 from marl.interrupt import Interrupted
 from marl.machine import usable_cpus
 from marl.run_folder import RunFolder
-from marl.validation import validate_config
+from marl.validation import schema_of, validate_config
 
 log = logging.getLogger("marl")
 
@@ -88,9 +89,26 @@ def adopt_checkpoint_config(cfg: DictConfig, step_dir: Path, overrides: list[str
         return  # loading the checkpoint reports what is wrong with it
     keys = {o.lstrip("+~").split("=", 1)[0].replace("/", ".").split(".", 1)[0] for o in overrides}
     given = set(ADOPTED_GROUPS) if "experiment" in keys else keys & set(ADOPTED_GROUPS)
-    adopted = [g for g in ADOPTED_GROUPS if g not in given and g in saved and cfg[g] != saved[g]]
-    for group in adopted:
-        cfg[group] = saved[group]
+    adopted = []
+    for group in ADOPTED_GROUPS:
+        if group in given or group not in saved or cfg[group] == saved[group]:
+            continue
+        previous = cfg[group]
+        try:
+            schema = AlgoConfig if group == "algo" else schema_of(OmegaConf.create(saved[group]))
+            # Merging into the schema refuses keys it lacks (a checkpoint of an older marl).
+            cfg[group] = OmegaConf.merge(OmegaConf.structured(schema), saved[group])
+            validate_config(cfg)
+            adopted.append(group)
+        except (OmegaConfBaseException, UsageError, ValueError) as err:
+            cfg[group] = previous
+            log.warning(
+                "the checkpoint's %s settings do not fit this marl (%s); evaluating with the "
+                "command line's %s",
+                group,
+                str(err).splitlines()[0],
+                group,
+            )
     if adopted:
         log.info(
             "evaluating with the checkpoint's %s (set them on the command line to change)",

@@ -291,3 +291,19 @@ def test_preflight_names_a_read_only_or_full_disk(
     monkeypatch.setattr(train.shutil, "disk_usage", lambda path: usage)
     with pytest.raises(UsageError, match=r"has 0\.0 MB free; free some space"):
         train.preflight(args)
+
+
+def test_evaluate_keeps_the_command_lines_algo_for_an_older_checkpoint_layout(
+    make_config, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A checkpoint whose saved algo predates `algo.modules` still evaluates."""
+    run(make_config("save_model=true"), tmp_path / "train")
+    for meta_file in (tmp_path / "train" / "checkpoints").glob("*/meta.json"):
+        meta = json.loads(meta_file.read_text())
+        algo = meta["config"]["algo"]
+        meta["config"]["algo"] = {"name": "qmix", "agent": algo["modules"]["mac"]["agent"]}
+        meta_file.write_text(json.dumps(meta))  # meta.json is not hashed
+    given = [f"checkpoint_path={tmp_path / 'train'}", "evaluate=true"]
+    run(make_config(*given), tmp_path / "eval", overrides=given)
+    assert "the checkpoint's algo settings do not fit this marl" in caplog.text
+    assert json.loads((tmp_path / "eval" / "eval.json").read_text())["n_episodes"] == 4
