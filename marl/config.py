@@ -25,12 +25,15 @@ from marl.envs.matrix import MatrixEnvConfig
 from marl.envs.pettingzoo_env import PettingZooEnvConfig
 from marl.envs.sc2 import SC2EnvConfig
 from marl.exploration.epsilon_greedy import EpsilonGreedyConfig
+from marl.exploration.softmax import SoftmaxConfig
+from marl.learners.actor_critic import ActorCriticConfig
 from marl.learners.q_learning import QLearnerConfig
 from marl.logging.console import ConsoleLoggerConfig
 from marl.logging.jsonl import JsonlLoggerConfig
 from marl.logging.wandb import WandbLoggerConfig
 from marl.modules.agents.mlp import MLPAgentConfig
 from marl.modules.agents.rnn import RNNAgentConfig
+from marl.modules.critics.central_v import CentralVConfig
 from marl.modules.mixers.qmix import QMixerConfig
 from marl.modules.mixers.vdn import VDNMixerConfig
 from marl.runners.episode import OBS_DTYPES, EpisodeRunnerConfig
@@ -117,9 +120,10 @@ SCHEMAS: dict[str, dict[str, type]] = {
     "algo": {"base": AlgoConfig},
     "agent": {"rnn": RNNAgentConfig, "mlp": MLPAgentConfig},
     "controller": {"mac": ControllerConfig},
-    "action_selector": {"epsilon_greedy": EpsilonGreedyConfig},
+    "action_selector": {"epsilon_greedy": EpsilonGreedyConfig, "softmax": SoftmaxConfig},
     "mixer": {"vdn": VDNMixerConfig, "qmix": QMixerConfig},
-    "learner": {"q_learning": QLearnerConfig},
+    "learner": {"q_learning": QLearnerConfig, "actor_critic": ActorCriticConfig},
+    "critic": {"central_v": CentralVConfig},
     "env": {
         "battle": BattleEnvConfig,
         "matrix": MatrixEnvConfig,

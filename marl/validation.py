@@ -27,6 +27,7 @@ from dataclasses import Field, dataclass, fields, is_dataclass
 from functools import cache
 from typing import Any
 
+from hydra.utils import get_class
 from omegaconf import DictConfig, OmegaConf
 
 from marl.errors import UsageError
@@ -269,6 +270,15 @@ def _check_run_settings(cfg: DictConfig) -> None:
         raise UsageError(
             f"batch_size={cfg.batch_size} exceeds buffer_size={cfg.buffer_size}; "
             "the learner could never sample."
+        )
+    learner: Any = get_class(cfg.learner._target_)  # a Learner class (marl.learners.common)
+    sizes = (cfg.batch_size, cfg.buffer_size, cfg.updates_per_rollout)
+    if learner.on_policy and sizes != (cfg.batch_size_run, cfg.batch_size_run, 1):
+        raise UsageError(
+            f"learner {cfg.learner._target_} is on-policy: it trains once on each rollout, so "
+            f"batch_size and buffer_size must equal batch_size_run={cfg.batch_size_run} and "
+            f"updates_per_rollout must be 1, got batch_size={cfg.batch_size}, "
+            f"buffer_size={cfg.buffer_size}, updates_per_rollout={cfg.updates_per_rollout}."
         )
     if evaluating and cfg.test_nepisode < 1:
         raise UsageError(

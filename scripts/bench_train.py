@@ -70,6 +70,10 @@ CONFIGS: dict[str, list[str]] = {
     "qmix_battle_3s5z_b8": [*BATTLE_3S5Z, *B8],
     "qmix_battle_3s5z_b8_compile": [*BATTLE_3S5Z, *B8, "env.compile=true"],
     "qmix_battle_3s5z_b64": [*BATTLE_3S5Z, *B64],
+    # MAPPO (on-policy: the buffer holds one rollout): EPyMARL's mappo.yaml runs 10 envs.
+    "mappo_lbf_epymarl_b10": ["algo=mappo", "env=lbf", "batch_size_run=10", "t_max=50000"],
+    "mappo_battle_3m_b8": ["algo=mappo", "env=battle", *B8],
+    "mappo_battle_3s5z_b8": ["algo=mappo", "env=battle", "env.map_name=3s5z", *B8],
     "qmix_two_step": [
         "algo=qmix",
         "env=matrix",

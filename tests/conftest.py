@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 import torch
+from hydra.utils import get_class
 from omegaconf import DictConfig
 
 from marl.config import compose_config
@@ -66,8 +67,10 @@ def make_config() -> Callable[..., DictConfig]:
 
     def make(*overrides: str) -> DictConfig:
         fast = ["env=matrix", "batch_size_run=1", "t_max=200", "test_interval=100"]
-        fast += ["test_nepisode=4", "log_interval=100"]
-        fast += ["learner_log_interval=100", "batch_size=8", "buffer_size=64"]
-        return compose_config([*fast, *overrides])
+        fast += ["test_nepisode=4", "log_interval=100", "learner_log_interval=100"]
+        cfg = compose_config([*fast, *overrides])
+        if get_class(cfg.learner._target_).on_policy:
+            return cfg  # its algo yaml ties batch_size and buffer_size to batch_size_run
+        return compose_config([*fast, "batch_size=8", "buffer_size=64", *overrides])
 
     return make

@@ -31,9 +31,13 @@ ENV_OVERRIDES = {  # the generic adapters need a task
 
 
 def algo_env_pairs() -> list[Any]:
-    """Every (algo, env), skipped where the env's optional package is not installed."""
+    """Every algo on the matrix game, and every env with one value-based and one on-policy
+    algo (every pair would cost minutes of CI for what these cover); skipped where the
+    env's optional package is not installed."""
     pairs = []
-    for algo, env in itertools.product(ALGOS, ENVS):
+    covering = [(algo, "matrix") for algo in ALGOS]
+    covering += [(algo, env) for algo, env in itertools.product(("qmix", "mappo"), ENVS)]
+    for algo, env in dict.fromkeys(covering):
         if env == "sc2":  # tests/envs/test_sc2.py runs the adapter over the battle simulator
             pairs.append(pytest.param(algo, env, marks=pytest.mark.skip("needs StarCraft II")))
             continue

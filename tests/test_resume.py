@@ -18,7 +18,6 @@ from marl.experiment import Experiment
 from marl.train import run
 
 RUN = [
-    "algo=qmix",
     "env=matrix",
     "env.game=two_step",
     "batch_size_run=2",
@@ -29,9 +28,11 @@ RUN = [
     "test_nepisode=4",
     "log_interval=200",
     "learner_log_interval=150",
-    "batch_size=8",
-    "buffer_size=64",
 ]
+ALGOS = {
+    "qmix": ["algo=qmix", "batch_size=8", "buffer_size=64"],
+    "mappo": ["algo=mappo"],  # on-policy: its yaml sizes the buffer to one rollout
+}
 
 # Runs marl-train in a child that SIGKILLs itself at the Nth call of a checkpoint
 # primitive: torch.save (state.pt or buffer.pt written, the step folder incomplete)
@@ -61,9 +62,9 @@ main()
 """
 
 
-def launch(run_dir: Path, kill: tuple[str, float] | None) -> int:
+def launch(run_dir: Path, kill: tuple[str, float] | None, algo: str = "qmix") -> int:
     """Run (or resume) the job in ``run_dir``; return its exit code (-9 when killed)."""
-    args = [*RUN, f"hydra.run.dir={run_dir}"]
+    args = [*RUN, *ALGOS[algo], f"hydra.run.dir={run_dir}"]
     if kill is None or kill[0] == "timer":
         cmd = [sys.executable, "-m", "marl", *args]
     else:
@@ -102,20 +103,21 @@ def assert_equal(a: object, b: object, where: str = "") -> None:
         assert a == b, where
 
 
-def test_sigkilled_run_resumes_to_the_same_result(tmp_path: Path) -> None:
+@pytest.mark.parametrize("algo", sorted(ALGOS))
+def test_sigkilled_run_resumes_to_the_same_result(tmp_path: Path, algo: str) -> None:
     reference, killed = tmp_path / "reference", tmp_path / "killed"
-    assert launch(reference, None) == 0
+    assert launch(reference, None, algo) == 0
 
     kills = [("save", 1), ("timer", 2.8), ("fsync", 2), ("timer", 3.0), ("save", 4)]
     kills += [("timer", 2.9), ("fsync", 3), ("timer", 3.2), ("save", 3)]
     saw_incomplete_write = False
     for kill in kills:
-        code = launch(killed, kill)
+        code = launch(killed, kill, algo)
         if code == 0:
             break
         saw_incomplete_write |= any((killed / "checkpoints").glob(".tmp-*"))
     else:
-        assert launch(killed, None) == 0
+        assert launch(killed, None, algo) == 0
     assert saw_incomplete_write, "no kill landed inside a checkpoint write"
 
     ref_metrics = (reference / "metrics.jsonl").read_text()

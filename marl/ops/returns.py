@@ -1,4 +1,4 @@
-"""Bootstrapped return targets for value-based MARL.
+"""Bootstrapped return targets and advantages for MARL.
 
 Shape legend: ``B`` episodes, ``T`` time steps, ``K`` value heads (``K = 1`` for mixed/joint
 values, ``K = N`` for per-agent values). Time is always dim 1. All inputs are broadcast
@@ -11,6 +11,11 @@ against each other, so ``rewards``/``terminated``/``valid`` of shape ``(B, T, 1)
 Bootstrap terms are selected with ``torch.where`` rather than multiplied by ``1 - d``, so a
 non-finite ``V_{t+1}`` after a terminal step (e.g. ``-inf`` from a max over a padded step whose
 actions are all unavailable) yields a finite target instead of ``NaN``.
+
+Episode ends, as the runner writes them (``valid`` is ``valid_transitions(batch)`` of
+:mod:`marl.learners.q_learning`): a *terminated* step has ``terminated = 1`` and never
+bootstraps; a *truncated* one (time limit) has ``terminated = 0`` and is the last valid step
+of its episode, so it bootstraps from ``V_{t+1}``, the state after it, which is stored.
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-__all__ = ["one_step_targets", "td_lambda_targets"]
+__all__ = ["gae", "nstep_targets", "one_step_targets", "td_lambda_targets"]
 
 
 def _bootstrap(terminated: Tensor, values: Tensor, gamma: float) -> Tensor:
@@ -93,3 +98,88 @@ def td_lambda_targets(
         out.append(g)
     out.reverse()
     return torch.stack(out, dim=1)  # (B, T, K)
+
+
+def gae(
+    rewards: Tensor,
+    terminated: Tensor,
+    valid: Tensor,
+    values: Tensor,
+    gamma: float,
+    lam: float,
+) -> tuple[Tensor, Tensor]:
+    """Generalised advantage estimates (Schulman et al. 2016) and the returns they imply.
+
+    ``A_t = delta_t + gamma * lam * (1 - d_t) * A_{t+1}`` with
+    ``delta_t = r_t + gamma * (1 - d_t) * V_{t+1} - V_t`` and ``A_{t+1} = 0`` past the last
+    valid step. Unrolled, ``A_t + V_t`` is exactly the lambda-return of
+    :func:`td_lambda_targets` on the same values, so this is that function minus ``V_t``:
+    one recursion serves both. ``lam = 1`` gives the discounted Monte-Carlo return minus
+    ``V_t`` on a terminated episode, ``lam = 0`` the one-step TD error ``delta_t``.
+
+    Args:
+        rewards: ``(B, T, 1)`` or ``(B, T, K)`` rewards ``r_t``.
+        terminated: ``(B, T, 1)`` or ``(B, T, K)`` bool/float termination flags ``d_t``.
+        valid: ``(B, T, 1)`` or ``(B, T, K)`` bool/float mask of real transitions.
+        values: ``(B, T + 1, K)`` values ``V_0 .. V_T`` of every stored state, the one after
+            the last transition included.
+        gamma: Discount factor.
+        lam: Lambda in ``[0, 1]``.
+
+    Returns:
+        ``(advantages, returns)``, each ``(B, T, K)``; both exactly ``0`` at invalid steps.
+    """
+    returns = td_lambda_targets(rewards, terminated, valid, values[:, 1:], gamma, lam)  # (B, T, K)
+    is_valid = valid != 0  # (B, T, 1) or (B, T, K) bool
+    advantages = torch.where(is_valid, returns - values[:, :-1], 0.0)  # (B, T, K)
+    return advantages, torch.where(is_valid, returns, 0.0)  # (B, T, K) each
+
+
+def nstep_targets(
+    rewards: Tensor,
+    terminated: Tensor,
+    valid: Tensor,
+    values: Tensor,
+    gamma: float,
+    n: int,
+) -> Tensor:
+    """n-step return targets (EPyMARL's A2C critic), cut at the end of the episode.
+
+    ``y_t = r_t + gamma r_{t+1} + ... + gamma^{m-1} r_{t+m-1} + gamma^m V_{t+m}``, with
+    ``m = n`` unless the episode ends sooner: on termination the sum stops with no
+    bootstrap; on a truncation or the batch's last step ``t+m-1`` it bootstraps from the
+    state after that step. Computed as ``n`` backward passes of
+    ``G^(k)_t = r_t + gamma (1 - d_t) G'^(k-1)_{t+1}``, ``G'`` being ``V`` where step
+    ``t + 1`` is not valid, as in :func:`td_lambda_targets`. ``n = 1`` gives
+    :func:`one_step_targets`.
+
+    Unlike EPyMARL's ``nstep_returns``, a truncation before the batch's last step
+    bootstraps too. Targets at invalid (padding) steps are meaningless and must be masked
+    by the caller.
+
+    Args:
+        rewards: ``(B, T, 1)`` or ``(B, T, K)`` rewards ``r_t``.
+        terminated: ``(B, T, 1)`` or ``(B, T, K)`` bool/float termination flags ``d_t``.
+        valid: ``(B, T, 1)`` or ``(B, T, K)`` bool/float mask of real transitions.
+        values: ``(B, T + 1, K)`` values ``V_0 .. V_T`` (``V_0`` is not used).
+        gamma: Discount factor.
+        n: Number of rewards summed, at least 1.
+
+    Returns:
+        ``(B, T, K)`` targets (broadcast shape of the inputs).
+    """
+    if n < 1:
+        raise ValueError(f"n-step targets need n >= 1, got {n}")
+    shape = torch.broadcast_shapes(
+        rewards.shape, terminated.shape, valid.shape, values[:, 1:].shape
+    )
+    next_values = values[:, 1:].expand(shape)  # (B, T, K) = V_{t+1}
+    g = one_step_targets(rewards, terminated, next_values, gamma)  # (B, T, K) = G^(1)
+    is_valid_next = valid[:, 1:] != 0  # (B, T - 1, 1) or (B, T - 1, K) bool
+    for _ in range(n - 1):
+        g_next = torch.cat(
+            [torch.where(is_valid_next, g[:, 1:], next_values[:, :-1]), next_values[:, -1:]],
+            dim=1,
+        )  # (B, T, K) = G'_{t+1}
+        g = rewards + _bootstrap(terminated, g_next, gamma)  # (B, T, K)
+    return g

@@ -1,0 +1,1 @@
+"""Critics: value networks that actor-critic learners train beside the agents."""
