@@ -25,8 +25,7 @@ from torch import nn
 from marl.controllers.mac import MultiAgentController
 from marl.data.episode_batch import EpisodeBatch
 from marl.exploration.softmax import masked_policy
-from marl.learners.common import make_optimiser
-from marl.learners.q_learning import valid_transitions
+from marl.learners.common import make_optimiser, valid_transitions
 from marl.ops.masked import masked_mean
 from marl.ops.returns import gae
 from marl.ops.running_stats import RunningMeanStd
@@ -323,11 +322,7 @@ class ActorCriticLearner:
     def _denormalise(self, values: torch.Tensor) -> torch.Tensor:
         """Values in return units: the critic's standardised outputs times the running
         std plus the running mean with ``value_norm``, else as they are."""
-        if self.value_stats is None:
-            return values
-        zero = self.value_stats.standardise(values.new_zeros(()))  # -mean / std
-        unit = self.value_stats.standardise(values.new_ones(()))  # (1 - mean) / std
-        return (values - zero) / (unit - zero)  # (..., K)
+        return values if self.value_stats is None else self.value_stats.denormalise(values)
 
     def state_dict(self) -> dict[str, Any]:
         return {

@@ -1,4 +1,5 @@
-"""What every learner is and shares: the `Learner` protocol, target networks, the optimiser.
+"""What every learner is and shares: the `Learner` protocol, target networks, the optimiser,
+the mask of real transitions.
 
 A learner's constructor names the modules it trains (``mac``, ``mixer``, ``critic``, ...)
 and takes its own random stream (``generator``), which its ``state_dict`` saves.
@@ -91,3 +92,15 @@ def make_optimiser(
     if name == "adam":
         return torch.optim.Adam(params, lr=lr, eps=eps, fused=True)
     raise ValueError(f"learner.optimizer must be 'rmsprop' or 'adam', got {name!r}")
+
+
+def valid_transitions(batch: EpisodeBatch) -> torch.Tensor:
+    """Mask of real transitions, (B, T, 1) bool.
+
+    Transition t is real when steps t and t + 1 were both written (t + 1 holds the
+    next state) and no earlier step of the episode terminated.
+    """
+    filled = batch["filled"]  # (B, T + 1, 1)
+    terminated = batch["terminated"][:, :-1].bool()  # (B, T, 1)
+    ended_before = torch.cumsum(terminated.int(), dim=1) - terminated.int()  # (B, T, 1)
+    return filled[:, :-1] & filled[:, 1:] & (ended_before == 0)  # (B, T, 1)

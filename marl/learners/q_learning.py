@@ -25,7 +25,7 @@ from torch import nn
 from marl.controllers.mac import MultiAgentController
 from marl.data.episode_batch import EpisodeBatch
 from marl.errors import UsageError
-from marl.learners.common import TargetNetworks, make_optimiser
+from marl.learners.common import TargetNetworks, make_optimiser, valid_transitions
 from marl.ops.masked import masked_fill_unavailable, masked_mean
 from marl.ops.returns import one_step_targets, td_lambda_targets
 from marl.ops.running_stats import RunningMeanStd
@@ -65,18 +65,6 @@ class QLearnerConfig:
     compile: str | None = field(default=None, metadata=choices(*COMPILE_MODES))
     """torch.compile the loss: null (eager) | default | reduce-overhead (CUDA graphs on
     a GPU) | max-autotune. The first updates pay the compile time."""
-
-
-def valid_transitions(batch: EpisodeBatch) -> torch.Tensor:
-    """Mask of real transitions, (B, T, 1) bool.
-
-    Transition t is real when steps t and t + 1 were both written (t + 1 holds the
-    next state) and no earlier step of the episode terminated.
-    """
-    filled = batch["filled"]  # (B, T + 1, 1)
-    terminated = batch["terminated"][:, :-1].bool()  # (B, T, 1)
-    ended_before = torch.cumsum(terminated.int(), dim=1) - terminated.int()  # (B, T, 1)
-    return filled[:, :-1] & filled[:, 1:] & (ended_before == 0)  # (B, T, 1)
 
 
 def next_action_values(

@@ -13,7 +13,7 @@ non-finite ``V_{t+1}`` after a terminal step (e.g. ``-inf`` from a max over a pa
 actions are all unavailable) yields a finite target instead of ``NaN``.
 
 Episode ends, as the runner writes them (``valid`` is ``valid_transitions(batch)`` of
-:mod:`marl.learners.q_learning`): a *terminated* step has ``terminated = 1`` and never
+:mod:`marl.learners.common`): a *terminated* step has ``terminated = 1`` and never
 bootstraps; a *truncated* one (time limit) has ``terminated = 0`` and is the last valid step
 of its episode, so it bootstraps from ``V_{t+1}``, the state after it, which is stored.
 """

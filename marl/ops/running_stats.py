@@ -49,8 +49,15 @@ class RunningMeanStd:
     def standardise(self, x: Tensor, min_var: float = 1e-12) -> Tensor:
         """(x - mean) / std in x's dtype and device; std counts as 1 while the values
         seen are all equal (early on, a stream of zero rewards)."""
-        std = torch.where(self.var > min_var, self.var.sqrt(), torch.ones_like(self.var))
-        return (x - self.mean.to(x.device, x.dtype)) / std.to(x.device, x.dtype)
+        return (x - self.mean.to(x.device, x.dtype)) / self._std(min_var).to(x.device, x.dtype)
+
+    def denormalise(self, x: Tensor, min_var: float = 1e-12) -> Tensor:
+        """The inverse of `standardise`: x * std + mean, in x's dtype and device."""
+        std = self._std(min_var).to(x.device, x.dtype)
+        return x * std + self.mean.to(x.device, x.dtype)
+
+    def _std(self, min_var: float) -> Tensor:
+        return torch.where(self.var > min_var, self.var.sqrt(), torch.ones_like(self.var))
 
     def state_dict(self) -> dict[str, float | int]:
         return {"count": self.count, "mean": float(self.mean), "var": float(self.var)}

@@ -14,8 +14,8 @@ from marl.controllers.mac import MultiAgentController
 from marl.data.episode_batch import EpisodeBatch
 from marl.envs.base import EnvInfo
 from marl.errors import UsageError
-from marl.learners.common import Learner
-from marl.learners.q_learning import QLearner, next_action_values, valid_transitions
+from marl.learners.common import Learner, valid_transitions
+from marl.learners.q_learning import QLearner, next_action_values
 from marl.modules.agents.rnn import RNNAgent
 from marl.modules.mixers.qmix import QMixer
 from marl.modules.mixers.vdn import VDNMixer
