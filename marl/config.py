@@ -27,6 +27,7 @@ from marl.envs.sc2 import SC2EnvConfig
 from marl.exploration.epsilon_greedy import EpsilonGreedyConfig
 from marl.exploration.softmax import SoftmaxConfig
 from marl.learners.actor_critic import ActorCriticConfig
+from marl.learners.coma import ComaConfig
 from marl.learners.q_learning import QLearnerConfig
 from marl.logging.console import ConsoleLoggerConfig
 from marl.logging.jsonl import JsonlLoggerConfig
@@ -34,6 +35,7 @@ from marl.logging.wandb import WandbLoggerConfig
 from marl.modules.agents.mlp import MLPAgentConfig
 from marl.modules.agents.rnn import RNNAgentConfig
 from marl.modules.critics.central_v import CentralVConfig
+from marl.modules.critics.coma import ComaCriticConfig
 from marl.modules.mixers.qmix import QMixerConfig
 from marl.modules.mixers.vdn import VDNMixerConfig
 from marl.runners.episode import OBS_DTYPES, EpisodeRunnerConfig
@@ -122,8 +124,12 @@ SCHEMAS: dict[str, dict[str, type]] = {
     "controller": {"mac": ControllerConfig},
     "action_selector": {"epsilon_greedy": EpsilonGreedyConfig, "softmax": SoftmaxConfig},
     "mixer": {"vdn": VDNMixerConfig, "qmix": QMixerConfig},
-    "learner": {"q_learning": QLearnerConfig, "actor_critic": ActorCriticConfig},
-    "critic": {"central_v": CentralVConfig},
+    "learner": {
+        "q_learning": QLearnerConfig,
+        "actor_critic": ActorCriticConfig,
+        "coma": ComaConfig,
+    },
+    "critic": {"central_v": CentralVConfig, "coma": ComaCriticConfig},
     "env": {
         "battle": BattleEnvConfig,
         "matrix": MatrixEnvConfig,

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any, cast
 
 import torch
-from hydra.utils import instantiate
+from hydra.utils import get_class, instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from marl.checkpoint import (
@@ -126,8 +126,13 @@ class Experiment:
             device=resolve_device(cfg.buffer_device) if cfg.buffer_device else self.device,
         )
         self.sample_generator = generator(cfg.seed, "replay")
+        # An on-policy learner learns the policy that acted: it gets the runner's selector.
+        acting = cast(Learner, get_class(cfg.learner._target_)).on_policy
         self.learner: Learner = instantiate(
-            cfg.learner, **self.modules, generator=generator(cfg.seed, "learner")
+            cfg.learner,
+            **self.modules,
+            generator=generator(cfg.seed, "learner"),
+            **({"action_selector": self.runner.action_selector} if acting else {}),
         )
         self.loggers = LoggerGroup({name: instantiate(node) for name, node in cfg.logger.items()})
         self.episode = 0

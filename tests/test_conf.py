@@ -52,14 +52,21 @@ def conf_files() -> list[ConfFile]:
             continue
         values: Any = OmegaConf.to_container(OmegaConf.load(path), resolve=False)
         assert isinstance(values, dict), path
-        defaults = values.pop("defaults", [])
-        names = {
-            key.removeprefix("override ").lstrip("/").split("@")[0]
-            for entry in defaults
-            if isinstance(entry, dict)
-            for key in entry
-        }
-        out.append(ConfFile(path, group, package(path, group), values, names))
+        values.pop("defaults", None)
+        out.append(ConfFile(path, group, package(path, group), values, names(path, group)))
+    return out
+
+
+def names(path: Path, group: str) -> set[str]:
+    """The groups the defaults list of ``path`` names, with those of the files of its own
+    group it builds on (mappo on maa2c: maa2c's `override /learner` applies to mappo)."""
+    values: Any = OmegaConf.to_container(OmegaConf.load(path), resolve=False)
+    out = set()
+    for entry in values.get("defaults", []):
+        if isinstance(entry, dict):
+            out |= {key.removeprefix("override ").lstrip("/").split("@")[0] for key in entry}
+        elif path.with_name(f"{entry}.yaml").is_file():  # not _self_ or a stored schema
+            out |= names(path.with_name(f"{entry}.yaml"), group)
     return out
 
 

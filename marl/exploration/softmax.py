@@ -42,7 +42,7 @@ def masked_policy(logits: torch.Tensor, avail: torch.Tensor, epsilon: float) -> 
     computes are those of the policy that acted.
 
     Taking logs: ``log(probs)`` is ``-inf`` at unavailable actions, and ``0 * -inf`` is NaN
-    in an entropy's forward or backward pass; use ``probs.clamp_min(tiny).log()``.
+    in an entropy's forward or backward pass; use `log_policy`.
     """
     available = avail if avail.dtype == torch.bool else avail != 0  # (..., A) bool
     has_any = available.any(dim=-1, keepdim=True)  # (..., 1)
@@ -56,11 +56,19 @@ def masked_policy(logits: torch.Tensor, avail: torch.Tensor, epsilon: float) -> 
     return probs
 
 
+def log_policy(probs: torch.Tensor) -> torch.Tensor:
+    """Logs of policy probabilities ``(..., A)``, floored at the smallest positive float:
+    finite at unavailable actions (probability 0), so entropies and their gradients are
+    too."""
+    return probs.clamp_min(torch.finfo(probs.dtype).tiny).log()  # (..., A)
+
+
 class SoftmaxSelector:
     """Samples each agent's action from its masked softmax policy; argmax in test mode.
 
     Stateless like `EpsilonGreedy`: the floor is a function of ``t_env``, and the draws
-    come from the runner's generator, so resuming restores both.
+    come from the runner's generator, so resuming restores both. On-policy learners get
+    this selector too and compute the policy that acted with `policy`.
     """
 
     def __init__(
@@ -74,6 +82,10 @@ class SoftmaxSelector:
 
     def stats(self, t_env: int) -> dict[str, float]:
         return {"train/epsilon": self.schedule(t_env)} if self.has_floor else {}
+
+    def policy(self, logits: torch.Tensor, avail: torch.Tensor, t_env: int) -> torch.Tensor:
+        """The training policy at ``t_env``: probs (..., A) from logits and avail (..., A)."""
+        return masked_policy(logits, avail, self.schedule(t_env))  # (..., A)
 
     def select(
         self,
@@ -90,7 +102,7 @@ class SoftmaxSelector:
         """
         if test_mode:
             return masked_fill_unavailable(logits, avail).argmax(dim=-1)  # (B, N)
-        probs = masked_policy(logits, avail, self.schedule(t_env))  # (B, N, A)
+        probs = self.policy(logits, avail, t_env)  # (B, N, A)
         flat = probs.reshape(-1, probs.shape[-1])  # (B * N, A)
         drawn = torch.multinomial(flat, 1, generator=generator)  # (B * N, 1)
         return drawn.view(probs.shape[:-1])  # (B, N)

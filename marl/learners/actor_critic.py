@@ -24,8 +24,8 @@ from torch import nn
 
 from marl.controllers.mac import MultiAgentController
 from marl.data.episode_batch import EpisodeBatch
-from marl.exploration.softmax import masked_policy
-from marl.learners.common import make_optimiser, valid_transitions
+from marl.exploration.softmax import SoftmaxSelector, log_policy
+from marl.learners.common import make_optimiser, played_at, softmax_selector, valid_transitions
 from marl.ops.masked import masked_mean
 from marl.ops.returns import gae
 from marl.ops.running_stats import RunningMeanStd
@@ -69,15 +69,6 @@ class ActorCriticConfig:
     """Optimiser epsilon."""
     grad_norm_clip: float = field(default=10.0, metadata=bounds(0, low_open=True))
     """Clip the global gradient norm to this value."""
-
-
-def policy_log_probs(logits: torch.Tensor, avail: torch.Tensor) -> torch.Tensor:
-    """Log-probs (..., A) of the acting softmax policy over available actions (the
-    selector's `masked_policy`, no epsilon floor), floored at the smallest float so that
-    unavailable actions (probability 0) give finite logs and gradients. Rows with no
-    available action (padding, dead agents) are uniform; callers mask them out."""
-    probs = masked_policy(logits, avail, 0.0)  # (..., A)
-    return probs.clamp_min(torch.finfo(probs.dtype).tiny).log()  # (..., A)
 
 
 def entropy(log_probs: torch.Tensor) -> torch.Tensor:
@@ -146,6 +137,7 @@ class ActorCriticLearner:
 
     ``critic`` is a controller with one output per agent (values (B, T, N) from the
     agents' observations) or a module mapping states (B, T, S) to values (B, T, K).
+    ``action_selector`` is the runner's: its `policy` is the policy that acted.
     """
 
     on_policy: ClassVar[bool] = True
@@ -155,6 +147,7 @@ class ActorCriticLearner:
         mac: MultiAgentController,
         critic: nn.Module,
         generator: torch.Generator | None = None,
+        action_selector: SoftmaxSelector | None = None,
         *,
         gamma: float = ActorCriticConfig.gamma,
         gae_lambda: float = ActorCriticConfig.gae_lambda,
@@ -175,6 +168,7 @@ class ActorCriticLearner:
         self.mac = mac
         self.critic = critic
         self.generator = torch.Generator() if generator is None else generator
+        self.selector = softmax_selector(action_selector, "actor_critic")
         self.gamma, self.gae_lambda = gamma, gae_lambda
         self.clip, self.value_clip = clip, value_clip
         self.epochs, self.minibatches = epochs, minibatches
@@ -199,12 +193,12 @@ class ActorCriticLearner:
         return self.critic(states)  # (B, T + 1, K)
 
     def log_probs(
-        self, obs: torch.Tensor, actions: torch.Tensor, avail: torch.Tensor
+        self, obs: torch.Tensor, actions: torch.Tensor, avail: torch.Tensor, t_env: int
     ) -> torch.Tensor:
-        """The policy's log-probs of every action, (B, T, N, A), from obs (B, T + 1, N, O),
-        actions (B, T + 1, N, 1) and avail (B, T, N, A)."""
+        """The training policy's log-probs of every action at ``t_env``, (B, T, N, A), from
+        obs (B, T + 1, N, O), actions (B, T + 1, N, 1) and avail (B, T, N, A)."""
         logits = self.mac.unroll_steps(obs, actions)[:, :-1]  # (B, T, N, A)
-        return policy_log_probs(logits, avail)  # (B, T, N, A)
+        return log_policy(self.selector.policy(logits, avail, t_env))  # (B, T, N, A)
 
     def train(
         self, batch: EpisodeBatch, t_env: int, episode: int, stats: bool = True
@@ -224,10 +218,11 @@ class ActorCriticLearner:
         alive_all = batch["avail_actions"].any(dim=-1)  # (B, T + 1, N)
         alive = alive_all[:, :-1]  # (B, T, N)
         agent_mask = (valid & alive).float()  # (B, T, N)
+        acted_at = played_at(t_env, valid)
 
         # 2. ACTING POLICY AND VALUES
         with torch.no_grad():
-            old_log_probs = self.log_probs(obs, actions, avail)  # (B, T, N, A)
+            old_log_probs = self.log_probs(obs, actions, avail, acted_at)  # (B, T, N, A)
             old_taken = old_log_probs.gather(-1, taken).squeeze(-1)  # (B, T, N)
             old_values = self.values(obs, actions, states)  # (B, T + 1, K)
         if old_values.shape[-1] > 1:  # per-agent values: a death ends the agent's stream,
@@ -262,7 +257,7 @@ class ActorCriticLearner:
         n_steps = 0
         for _ in range(self.epochs):
             for idx in self._minibatches(obs.shape[0], obs.device):
-                step = self._step(rollout.episodes(idx))
+                step = self._step(rollout.episodes(idx), acted_at)
                 for key, value in step.items():
                     totals[key] = totals.get(key, 0.0) + value
                 n_steps += 1
@@ -278,10 +273,10 @@ class ActorCriticLearner:
             out = {f"learner/{key}": (value / n_steps).item() for key, value in totals.items()}
             return out | {"learner/explained_variance": explained.item()}
 
-    def _step(self, mb: Rollout) -> dict[str, torch.Tensor]:
+    def _step(self, mb: Rollout, acted_at: int) -> dict[str, torch.Tensor]:
         """One gradient step on a minibatch of episodes; its stats, still on the device."""
         # 4. LOSSES
-        log_probs = self.log_probs(mb.obs, mb.actions, mb.avail)  # (b, T, N, A)
+        log_probs = self.log_probs(mb.obs, mb.actions, mb.avail, acted_at)  # (b, T, N, A)
         chosen = log_probs.gather(-1, mb.taken).squeeze(-1)  # (b, T, N)
         policy_loss, ratio = clipped_surrogate(
             chosen, mb.old_log_probs, mb.advantages, mb.agent_mask, self.clip

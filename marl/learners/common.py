@@ -2,7 +2,9 @@
 the mask of real transitions.
 
 A learner's constructor names the modules it trains (``mac``, ``mixer``, ``critic``, ...)
-and takes its own random stream (``generator``), which its ``state_dict`` saves.
+and takes its own random stream (``generator``), which its ``state_dict`` saves. An
+on-policy learner also takes the runner's ``action_selector``: it learns the policy that
+acted, so it computes that policy as the selector does.
 """
 
 from __future__ import annotations
@@ -14,6 +16,8 @@ import torch
 from torch import nn
 
 from marl.data.episode_batch import EpisodeBatch
+from marl.errors import UsageError
+from marl.exploration.softmax import SoftmaxSelector
 
 
 @runtime_checkable
@@ -104,3 +108,23 @@ def valid_transitions(batch: EpisodeBatch) -> torch.Tensor:
     terminated = batch["terminated"][:, :-1].bool()  # (B, T, 1)
     ended_before = torch.cumsum(terminated.int(), dim=1) - terminated.int()  # (B, T, 1)
     return filled[:, :-1] & filled[:, 1:] & (ended_before == 0)  # (B, T, 1)
+
+
+def played_at(t_env: int, valid: torch.Tensor) -> int:
+    """The ``t_env`` at which an on-policy rollout was played, from the ``t_env`` after it
+    and its mask of real transitions ``valid`` (B, T, 1): the runner acts a whole rollout
+    at the step count it started from, so schedules (COMA's epsilon floor) are read there."""
+    return t_env - int(valid.sum())
+
+
+def softmax_selector(selector: object | None, learner: str) -> SoftmaxSelector:
+    """The acting selector of an on-policy learner (no floor when none is given); one
+    clear error when the algorithm acts with a selector that has no softmax policy."""
+    if selector is None:
+        return SoftmaxSelector()
+    if not isinstance(selector, SoftmaxSelector):
+        raise UsageError(
+            f"learner {learner} learns the softmax policy that acted, but "
+            f"algo.action_selector is {type(selector).__name__}; use the softmax selector."
+        )
+    return selector

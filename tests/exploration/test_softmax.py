@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from marl.exploration.base import ActionSelector
-from marl.exploration.softmax import SoftmaxConfig, SoftmaxSelector, masked_policy
+from marl.exploration.softmax import SoftmaxConfig, SoftmaxSelector, log_policy, masked_policy
 
 B, N, A = 64, 3, 5
 
@@ -90,6 +90,16 @@ def test_stats_report_the_floor_when_on() -> None:
     assert sel.stats(0) == {"train/epsilon": 0.5}
     assert sel.stats(50) == {"train/epsilon": pytest.approx(0.255)}  # .5 + .5 * (.01 - .5)
     assert sel.stats(1000) == {"train/epsilon": pytest.approx(0.01)}
+
+
+def test_policy_is_the_masked_policy_with_the_floor_at_t_env() -> None:
+    """What on-policy learners train: the distribution `select` draws from at t_env."""
+    sel = SoftmaxSelector(epsilon_start=0.5, epsilon_finish=0.01, epsilon_anneal_time=100)
+    logits = torch.tensor([[2.0, 0.0, -1.0]])  # (1, A)
+    avail = torch.tensor([[True, False, True]])
+    torch.testing.assert_close(sel.policy(logits, avail, 50), masked_policy(logits, avail, 0.255))
+    log_probs = log_policy(sel.policy(logits, avail, 50))
+    assert log_probs.isfinite().all() and log_probs[0, 1] < -80  # ~log of the tiniest float
 
 
 @pytest.mark.parametrize("epsilon", [0.0, 0.5])

@@ -14,11 +14,12 @@ from marl.config import compose_config
 from marl.controllers.mac import MultiAgentController
 from marl.data.episode_batch import EpisodeBatch
 from marl.errors import UsageError
+from marl.exploration.epsilon_greedy import EpsilonGreedy
+from marl.exploration.softmax import SoftmaxSelector, log_policy
 from marl.learners.actor_critic import (
     ActorCriticLearner,
     clipped_surrogate,
     entropy,
-    policy_log_probs,
     value_loss,
 )
 from marl.learners.common import Learner
@@ -90,7 +91,7 @@ def test_clipped_value_loss_takes_the_larger_error() -> None:
 def test_policy_is_a_softmax_over_available_actions() -> None:
     logits = torch.tensor([[1.0, 5.0, 1.0], [0.0, 0.0, 0.0]])  # (2, A)
     avail = torch.tensor([[True, False, True], [False, False, False]])
-    log_probs = policy_log_probs(logits, avail)  # (2, A)
+    log_probs = log_policy(SoftmaxSelector().policy(logits, avail, t_env=0))  # (2, A)
     torch.testing.assert_close(log_probs[0].exp(), torch.tensor([0.5, 0.0, 0.5]))
     assert log_probs.isfinite().all()  # no available action: uniform, masked by callers
     torch.testing.assert_close(entropy(log_probs), torch.tensor([math.log(2), math.log(3)]))
@@ -181,3 +182,19 @@ def test_an_on_policy_learner_refuses_replay_sizes() -> None:
     cfg = compose_config(["algo=mappo", "env=matrix", "batch_size=64", "buffer_size=64"])
     with pytest.raises(UsageError, match=r"on-policy.*batch_size=64"):
         validate_config(cfg)
+
+
+def test_the_learner_refuses_a_selector_without_a_softmax_policy() -> None:
+    with pytest.raises(UsageError, match="learner actor_critic learns the softmax policy"):
+        make_learner("agent", action_selector=EpsilonGreedy())
+
+
+def test_the_learner_trains_the_floored_policy_that_acted() -> None:
+    """An epsilon floor on the acting selector is in the recomputed acting policy too:
+    the first epoch still starts at ratio 1, and the floor changes the update."""
+    floor = SoftmaxSelector(epsilon_start=0.3, epsilon_finish=0.3)
+    batch = make_batch([5, 3], [4, None])
+    floored = make_learner("agent", action_selector=floor)
+    stats = floored.train(batch, 6, 0)
+    assert stats["learner/approx_kl"] == 0.0
+    assert stats != make_learner("agent").train(batch, 6, 0)

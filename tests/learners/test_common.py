@@ -1,14 +1,26 @@
-"""Tests for marl.learners.common: target networks and the optimiser."""
+"""Tests for marl.learners.common: target networks, the optimiser, on-policy helpers."""
 
 from __future__ import annotations
 
 import copy
+from pathlib import Path
 
 import pytest
 import torch
 from torch import nn
 
-from marl.learners.common import TargetNetworks, make_optimiser
+from marl.config import compose_config
+from marl.errors import UsageError
+from marl.experiment import Experiment
+from marl.exploration.epsilon_greedy import EpsilonGreedy
+from marl.exploration.softmax import SoftmaxSelector
+from marl.learners.common import (
+    TargetNetworks,
+    make_optimiser,
+    played_at,
+    softmax_selector,
+    valid_transitions,
+)
 
 
 def networks(seed: int = 0) -> dict[str, nn.Module]:
@@ -98,3 +110,21 @@ def test_make_optimiser_steps_all_parameters_at_once() -> None:
 def test_unknown_optimiser_raises() -> None:
     with pytest.raises(ValueError, match="optimizer must be 'rmsprop' or 'adam', got 'sgd'"):
         make_optimiser(list(nn.Linear(2, 2).parameters()), "sgd", lr=0.1, alpha=0.9, eps=1e-3)
+
+
+# ------------------------------------------------------------- on-policy learners' helpers
+def test_played_at_is_the_t_env_the_runner_acted_at(tmp_path: Path) -> None:
+    """The runner acts a whole rollout at the t_env it started from; the learner finds
+    it from the t_env after the rollout and the rollout's real transitions."""
+    overrides = ["algo=mappo", "env=matrix", "env.game=two_step", "batch_size_run=3"]
+    experiment = Experiment(compose_config(overrides), tmp_path)
+    for _ in range(2):
+        started = experiment.runner.t_env
+        batch, _ = experiment.runner.run(test_mode=False)
+        assert played_at(experiment.runner.t_env, valid_transitions(batch)) == started
+
+
+def test_an_on_policy_learner_needs_the_softmax_selector() -> None:
+    assert isinstance(softmax_selector(None, "coma"), SoftmaxSelector)
+    with pytest.raises(UsageError, match=r"learner coma learns the softmax policy.*EpsilonGreedy"):
+        softmax_selector(EpsilonGreedy(), "coma")
