@@ -30,7 +30,9 @@ from marl.learners.actor_critic import ActorCriticConfig
 from marl.learners.coma import ComaConfig
 from marl.learners.q_learning import QLearnerConfig
 from marl.logging.console import ConsoleLoggerConfig
+from marl.logging.csv import CsvLoggerConfig
 from marl.logging.jsonl import JsonlLoggerConfig
+from marl.logging.tensorboard import TensorBoardLoggerConfig
 from marl.logging.wandb import WandbLoggerConfig
 from marl.modules.agents.mlp import MLPAgentConfig
 from marl.modules.agents.rnn import RNNAgentConfig
@@ -142,6 +144,8 @@ SCHEMAS: dict[str, dict[str, type]] = {
         "console": ConsoleLoggerConfig,
         "jsonl": JsonlLoggerConfig,
         "wandb": WandbLoggerConfig,
+        "csv": CsvLoggerConfig,
+        "tensorboard": TensorBoardLoggerConfig,
     },
 }
 """group -> option -> schema, stored as ``schema/<group>/<option>``."""

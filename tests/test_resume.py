@@ -16,6 +16,7 @@ from marl.checkpoint import BUFFER_FILE, STATE_FILE, CheckpointError, list_steps
 from marl.errors import UsageError
 from marl.experiment import Experiment
 from marl.train import run
+from tests.logging.test_tensorboard import scalars
 
 RUN = [
     "env=matrix",
@@ -28,6 +29,8 @@ RUN = [
     "test_nepisode=4",
     "log_interval=200",
     "learner_log_interval=150",
+    "logger=[jsonl,csv,tensorboard]",
+    "logger.csv.exclude_prefixes=[time/]",  # wall-clock values differ between runs
 ]
 ALGOS = {
     "qmix": ["algo=qmix", "batch_size=8", "buffer_size=64"],
@@ -122,6 +125,9 @@ def test_sigkilled_run_resumes_to_the_same_result(tmp_path: Path, algo: str) -> 
 
     ref_metrics = (reference / "metrics.jsonl").read_text()
     assert (killed / "metrics.jsonl").read_text() == ref_metrics
+    assert (killed / "metrics.csv").read_text() == (reference / "metrics.csv").read_text()
+    curves = [scalars(run / "tensorboard") for run in (reference, killed)]
+    assert curves[0] == curves[1]  # TensorBoard shows one curve per metric, as never killed
     assert list_steps(killed / "checkpoints") == list_steps(reference / "checkpoints")
     ref_state, killed_state = final_state(reference), final_state(killed)
     for part in ("learner", "runner", "env", "episode", "counters", "sample_generator"):
