@@ -24,6 +24,7 @@ from marl.envs.gymnasium_env import GymnasiumEnvConfig
 from marl.envs.matrix import MatrixEnvConfig
 from marl.envs.pettingzoo_env import PettingZooEnvConfig
 from marl.envs.sc2 import SC2EnvConfig
+from marl.envs.vmas_env import VmasEnvConfig
 from marl.exploration.epsilon_greedy import EpsilonGreedyConfig
 from marl.exploration.softmax import SoftmaxConfig
 from marl.learners.actor_critic import ActorCriticConfig
@@ -138,6 +139,7 @@ SCHEMAS: dict[str, dict[str, type]] = {
         "gymnasium": GymnasiumEnvConfig,
         "pettingzoo": PettingZooEnvConfig,
         "sc2": SC2EnvConfig,
+        "vmas": VmasEnvConfig,
     },
     "runner": {"episode": EpisodeRunnerConfig},
     "logger": {

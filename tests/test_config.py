@@ -23,10 +23,12 @@ ENV_PACKAGES = {  # env option -> the optional package it needs
     "rware": "rware",
     "pettingzoo": "mpe2",
     "mpe": "mpe2",
+    "vmas": "vmas",
 }
 ENV_OVERRIDES = {  # the generic adapters need a task
     "gymnasium": ["env.key=lbforaging:Foraging-8x8-2p-2f-v3", "env.time_limit=50"],
     "pettingzoo": ["env.module=mpe2", "env.name=simple_spread_v3", "env.time_limit=25"],
+    "vmas": ["env.scenario=balance"],
 }
 
 

@@ -23,6 +23,7 @@ ALL_SCHEMAS = sorted(
 ENV_OVERRIDES = {  # the generic adapters need a task
     "gymnasium": ["env.key=lbforaging:Foraging-8x8-2p-2f-v3"],
     "pettingzoo": ["env.module=mpe2", "env.name=simple_spread_v3"],
+    "vmas": ["env.scenario=balance"],
 }
 
 

@@ -28,7 +28,7 @@ from typing import Any, NamedTuple, Protocol, runtime_checkable
 
 import torch
 
-TASK_KEYS = ("map_name", "game", "key", "name")
+TASK_KEYS = ("map_name", "game", "key", "name", "scenario")
 """Env settings that name the task inside an env family (run folders, W&B, plots)."""
 
 

@@ -67,6 +67,7 @@ EXTRAS = {
     "rware": "rware",
     "pettingzoo": "mpe",
     "mpe2": "mpe",
+    "vmas": "vmas",
 }
 """Top-level package -> the ``marl`` extra that installs it."""
 
