@@ -4,10 +4,13 @@
     python scripts/time_to_win.py                                   # qmix_tuned, battle 3m, 90%
     python scripts/time_to_win.py --override algo=qmix --override env.map_name=2s3z --target 0.8
     python scripts/time_to_win.py --experiment lbf_qmix --metric test/return_mean --keep-going
+    python scripts/time_to_win.py --override algo=mappo --override env=lbf --metric test/return_mean
 
 Trains with marl's normal loop (tests every --test-interval steps, 32 episodes) and
 prints one JSON line: the first test at or above the target (t_env, wall seconds since
-training started), the machine, and the config. The battle simulator is an
+training started), the best test (for runs that never reach it), the whole run's wall
+seconds, the machine, and the config. The overrides apply on top of `algo=qmix_tuned`
+and the config's default env (battle 3m). The battle simulator is an
 approximation of SC2: these are not SMAC results.
 """
 
@@ -48,6 +51,13 @@ class TargetWatch(Logger):
             self.on_reached(t_env)
 
 
+def train_overrides(experiment: str | None, overrides: list[str]) -> list[str]:
+    """The Hydra overrides of a run: ``overrides`` on top of the experiment preset, or
+    of `algo=qmix_tuned` on the default env (battle 3m) without one."""
+    base = [f"experiment={experiment}"] if experiment else ["algo=qmix_tuned"]
+    return [*base, *overrides]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--experiment", help="a conf/experiment preset instead of battle 3m")
@@ -58,9 +68,8 @@ def main() -> None:
     parser.add_argument("--test-interval", type=int, default=20_000)
     parser.add_argument("--keep-going", action="store_true", help="train to t_max anyway")
     args = parser.parse_args()
-    base = ["algo=qmix_tuned", "env=battle", "env.map_name=3m"]
-    overrides = [f"experiment={args.experiment}"] if args.experiment else base
-    overrides += [*args.override, f"t_max={args.t_max}", f"test_interval={args.test_interval}"]
+    overrides = train_overrides(args.experiment, args.override)
+    overrides += [f"t_max={args.t_max}", f"test_interval={args.test_interval}"]
     overrides += ["logger=[console,jsonl]"]
     with tempfile.TemporaryDirectory() as tmp:
         experiment = Experiment(compose_config(overrides), Path(tmp))
@@ -74,6 +83,7 @@ def main() -> None:
         experiment.loggers.loggers["target_watch"] = watch
         watch.started = time.perf_counter()
         experiment.train()
+    best = max(watch.tests, key=lambda test: test[1], default=None)  # the earliest of the best
     print(
         json.dumps(
             {
@@ -81,6 +91,8 @@ def main() -> None:
                 "metric": args.metric,
                 "target": args.target,
                 "reached": watch.reached,
+                "best": best,
+                "train_wall_s": round(time.perf_counter() - watch.started, 1),
                 "tests": watch.tests,
                 **run_context(experiment.device),
             }

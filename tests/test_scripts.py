@@ -72,7 +72,51 @@ def test_time_to_win_reports_the_first_test_at_the_target() -> None:
     assert row["reached"] is not None and row["reached"]["test/return_mean"] >= -1000
     # the first test reaches it, and training stops there instead of running to t_max
     assert row["tests"] == [[row["reached"]["t_env"], round(row["reached"]["test/return_mean"], 4)]]
+    assert row["best"] == row["tests"][0] and row["train_wall_s"] >= row["reached"]["wall_s"]
     assert set(row) >= CONTEXT
+
+
+TIME_TO_WIN = load_script("time_to_win")
+BENCH_LEARNING = load_script("bench_learning")
+
+
+@pytest.mark.parametrize("name", list(BENCH_LEARNING.ROWS))
+def test_bench_learning_rows_compose_to_their_algo_and_env(name: str) -> None:
+    row = BENCH_LEARNING.ROWS[name]
+    cfg = compose_config(TIME_TO_WIN.train_overrides(row.experiment, list(row.overrides)))
+    assert cfg.algo.name == row.algo
+    if row.env.startswith("battle"):
+        assert (cfg.env.map_name, row.metric) == (row.env.split()[1], "test/battle_won_mean")
+    else:  # "lbf 8x8-2p-2f"
+        assert cfg.env.key == "Foraging-8x8-2p-2f-v3" and row.metric == "test/return_mean"
+
+
+def test_bench_learning_tabulates_the_last_run_of_each_row_and_seed(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    context = {"machine": "cpu", "load_avg_1m": 2.0, "metric": "test/battle_won_mean"}
+    results = iter(
+        [  # run in --rows' order: ippo_battle_3m never reaches the target, mappo does
+            {"reached": None, "best": [40_000, 0.5], "train_wall_s": 99.0},
+            {"reached": {"t_env": 50_310, "wall_s": 31.2}, "best": [50_310, 1.0]},
+        ]
+    )
+
+    def fake(name: str, row: object, seed: int) -> dict:
+        labels = {"row": name, "algo": name[:5], "env": "battle 3m", "settings": "algo=x"}
+        return {**labels, "seed": seed, "t_max": 1000, "target": 0.9, **context, **next(results)}
+
+    monkeypatch.setattr(BENCH_LEARNING, "run_row", fake)
+    runs, out = tmp_path / "runs.jsonl", tmp_path / "table.md"
+    stale = {"row": "mappo_battle_3m", "seed": 1, "reached": None}  # replaced by the new run
+    runs.write_text(json.dumps(stale) + "\n")
+    argv = ["--rows", "ippo_battle_3m", "mappo_battle_3m", "--runs", str(runs), "--out", str(out)]
+    monkeypatch.setattr(sys, "argv", ["bench_learning.py", *argv])
+    BENCH_LEARNING.main()
+    assert len(runs.read_text().splitlines()) == 3  # appended, never rewritten
+    mappo, ippo = out.read_text().splitlines()[-2:]  # in ROWS' order
+    assert mappo.split(" | ")[4:7] == ["50,310", "31", "1.00 (50,310)"]
+    assert ippo.split(" | ")[4:7] == ["not within 1,000", "(99 in all)", "0.50 (40,000)"]
 
 
 def test_bench_threads_alternates_settings_and_compares_the_default_with_the_best(
