@@ -30,6 +30,8 @@ from marl.exploration.softmax import SoftmaxConfig
 from marl.learners.actor_critic import ActorCriticConfig
 from marl.learners.coma import ComaConfig
 from marl.learners.q_learning import QLearnerConfig
+from marl.learners.qtran import QTranLearnerConfig
+from marl.learners.weighted_q import WeightedQLearnerConfig
 from marl.logging.console import ConsoleLoggerConfig
 from marl.logging.csv import CsvLoggerConfig
 from marl.logging.jsonl import JsonlLoggerConfig
@@ -39,7 +41,10 @@ from marl.modules.agents.mlp import MLPAgentConfig
 from marl.modules.agents.rnn import RNNAgentConfig
 from marl.modules.critics.central_v import CentralVConfig
 from marl.modules.critics.coma import ComaCriticConfig
+from marl.modules.mixers.central import CentralMixerConfig
 from marl.modules.mixers.qmix import QMixerConfig
+from marl.modules.mixers.qplex import QPLEXMixerConfig
+from marl.modules.mixers.qtran import QTranMixerConfig
 from marl.modules.mixers.vdn import VDNMixerConfig
 from marl.runners.episode import OBS_DTYPES, EpisodeRunnerConfig
 from marl.validation import INT64_MAX, bounds, choices, device_name
@@ -126,11 +131,19 @@ SCHEMAS: dict[str, dict[str, type]] = {
     "agent": {"rnn": RNNAgentConfig, "mlp": MLPAgentConfig},
     "controller": {"mac": ControllerConfig},
     "action_selector": {"epsilon_greedy": EpsilonGreedyConfig, "softmax": SoftmaxConfig},
-    "mixer": {"vdn": VDNMixerConfig, "qmix": QMixerConfig},
+    "mixer": {
+        "vdn": VDNMixerConfig,
+        "qmix": QMixerConfig,
+        "qtran": QTranMixerConfig,
+        "qplex": QPLEXMixerConfig,
+        "central": CentralMixerConfig,
+    },
     "learner": {
         "q_learning": QLearnerConfig,
         "actor_critic": ActorCriticConfig,
         "coma": ComaConfig,
+        "qtran": QTranLearnerConfig,
+        "weighted_q": WeightedQLearnerConfig,
     },
     "critic": {"central_v": CentralVConfig, "coma": ComaCriticConfig},
     "env": {

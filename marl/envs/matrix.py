@@ -11,6 +11,9 @@ Games (agent 0 picks the row, agent 1 the column; both get the shared payoff):
 - ``two_step`` (Rashid et al. 2018, QMIX): 2 actions, two steps per round. Step
   one pays 0 and agent 0's action picks state 2A (action 0) or 2B (action 1);
   step two pays 7 for every joint action in 2A and ``[[0, 1], [1, 8]]`` in 2B.
+- ``qtran`` (Son et al. 2019, QTRAN): 3 actions, payoffs
+  ``[[8, -12, -12], [-12, 0, 0], [-12, 0, 0]]``; the optimum needs both agents on
+  action 0, which an additive or monotonic factorisation cannot represent.
 
 Every game is played ``rounds`` times per episode, after which the episode ends
 naturally (``terminated`` True, ``info["episode_limit"]`` False). The global
@@ -45,8 +48,10 @@ class MatrixEnvConfig:
     """Schema for `env=matrix`."""
 
     _target_: str = "marl.envs.matrix.MatrixEnv"
-    game: str = field(default="two_step", metadata=choices("penalty", "climbing", "two_step"))
-    """Which game to play: penalty | climbing | two_step."""
+    game: str = field(
+        default="two_step", metadata=choices("penalty", "climbing", "two_step", "qtran")
+    )
+    """Which game to play: penalty | climbing | two_step | qtran."""
     k: float = field(default=-100.0, metadata=bounds(high=0))
     """Miscoordination penalty of the penalty game (ignored by the others)."""
     rounds: int = field(default=1, metadata=bounds(1))
@@ -75,7 +80,9 @@ _TS_BEST = 8.0
 _CLIMBING_PAYOFFS = [[11.0, -30.0, 0.0], [-30.0, 7.0, 6.0], [0.0, 0.0, 5.0]]
 _CLIMBING_BEST = 11.0
 _PENALTY_BEST = 10.0
-_ONE_STEP_ACTIONS = 3  # actions of penalty and climbing
+_QTRAN_PAYOFFS = [[8.0, -12.0, -12.0], [-12.0, 0.0, 0.0], [-12.0, 0.0, 0.0]]
+_QTRAN_BEST = 8.0
+_ONE_STEP_ACTIONS = 3  # actions of penalty, climbing and qtran
 _ONE_STEP_NEXT = [[[START_STATE] * _ONE_STEP_ACTIONS] * _ONE_STEP_ACTIONS]  # (1, A, A)
 
 
@@ -89,6 +96,11 @@ def _climbing(k: float) -> _GameSpec:
     return _GameSpec([_CLIMBING_PAYOFFS], _ONE_STEP_NEXT, 1, _CLIMBING_BEST)
 
 
+def _qtran(k: float) -> _GameSpec:
+    del k
+    return _GameSpec([_QTRAN_PAYOFFS], _ONE_STEP_NEXT, 1, _QTRAN_BEST)
+
+
 def _two_step(k: float) -> _GameSpec:
     del k
     zeros = [[0.0, 0.0], [0.0, 0.0]]
@@ -99,7 +111,7 @@ def _two_step(k: float) -> _GameSpec:
     return _GameSpec(payoffs, [from_1, back, back], 2, _TS_BEST)
 
 
-_GAMES = {"penalty": _penalty, "climbing": _climbing, "two_step": _two_step}
+_GAMES = {"penalty": _penalty, "climbing": _climbing, "two_step": _two_step, "qtran": _qtran}
 
 
 class MatrixEnv:

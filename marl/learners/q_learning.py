@@ -1,14 +1,17 @@
-"""Value-decomposition Q-learning: IQL (no mixer), VDN and QMIX.
+"""Value-decomposition Q-learning: IQL (no mixer), VDN, QMIX and QPLEX.
 
 - IQL: independent Q-learners with a shared network (Tan 1993).
 - VDN: Q_tot is the sum of agent Qs (Sunehag et al. 2018).
 - QMIX: Q_tot is a monotonic, state-conditioned mix of agent Qs (Rashid et al. 2018).
+- QPLEX: Q_tot is a duplex dueling mix of agent values and advantages (Wang et al. 2021).
 
-All three share one update, PyMARL's ``QLearner.train``: unroll the agents over
+All four share one update, PyMARL's ``QLearner.train``: unroll the agents over
 the episodes, take the Q-values of the chosen actions, value the next steps with
 the target networks (the live network picks the action with ``double_q``), mix
 both sides, and regress on r + gamma * (1 - terminated) * next value (or
-TD(lambda) returns) under a mask of real transitions.
+TD(lambda) returns) under a mask of real transitions. The mixer sees, besides the
+agents' Qs and the state, the joint action and each agent's max Q on both sides
+(QPLEX's advantages need them; VDN and QMIX ignore them).
 
 Shapes: B episodes, T steps (transitions; the batch holds T + 1 states),
 N agents, A actions, S state size, K = 1 with a mixer, N without.
@@ -17,7 +20,7 @@ N agents, A actions, S state size, K = 1 with a mixer, N without.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, cast
+from typing import Any, ClassVar, NamedTuple, cast
 
 import torch
 from torch import nn
@@ -67,23 +70,45 @@ class QLearnerConfig:
     a GPU) | max-autotune. The first updates pay the compile time."""
 
 
+class NextValues(NamedTuple):
+    """The target side of the update for each agent's next step."""
+
+    values: torch.Tensor
+    """(B, T, N) the target network's value of the next action."""
+    actions: torch.Tensor
+    """(B, T, N, 1) that action: the live network's greedy one with double Q, else the
+    target network's."""
+    max_values: torch.Tensor
+    """(B, T, N) the target network's max over the available actions (= ``values``
+    without double Q)."""
+
+
+def max_available(q: torch.Tensor, avail: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each agent's max Q over its available actions and that action: q (B, T, N, A),
+    avail (B, T, N, A) -> (B, T, N), (B, T, N, 1). Agents with no available action
+    (padding) get a max of 0."""
+    best, action = masked_fill_unavailable(q, avail).max(dim=-1, keepdim=True)  # (B, T, N, 1)
+    best = best.squeeze(-1)  # (B, T, N)
+    return torch.where(avail.any(dim=-1), best, torch.zeros_like(best)), action
+
+
 def next_action_values(
     target_q: torch.Tensor, live_q: torch.Tensor | None, avail: torch.Tensor
-) -> torch.Tensor:
-    """Value of the next step per agent, (B, T, N).
+) -> NextValues:
+    """Value of the next step per agent, the action it values and the target's max.
 
     target_q, live_q (B, T, N, A) and avail (B, T, N, A) are for steps 1..T. With
     ``live_q`` (double Q) the live network picks the action and the target network
     values it; otherwise the target network's max. Agents with no available action
     (padding) get 0.
     """
-    target_masked = masked_fill_unavailable(target_q, avail)  # (B, T, N, A)
+    target_max, target_best = max_available(target_q, avail)  # (B, T, N), (B, T, N, 1)
     if live_q is None:
-        values = target_masked.max(dim=-1).values  # (B, T, N)
-    else:
-        best = masked_fill_unavailable(live_q, avail).argmax(dim=-1, keepdim=True)  # (B, T, N, 1)
-        values = target_q.gather(-1, best).squeeze(-1)  # (B, T, N)
-    return torch.where(avail.any(dim=-1), values, torch.zeros_like(values))  # (B, T, N)
+        return NextValues(target_max, target_best, target_max)
+    best = masked_fill_unavailable(live_q, avail).argmax(dim=-1, keepdim=True)  # (B, T, N, 1)
+    values = target_q.gather(-1, best).squeeze(-1)  # (B, T, N)
+    values = torch.where(avail.any(dim=-1), values, torch.zeros_like(values))  # (B, T, N)
+    return NextValues(values, best, target_max)
 
 
 class QLearner:
@@ -148,10 +173,10 @@ class QLearner:
             rewards = self.reward_stats.standardise(rewards)  # (B, T, 1)
 
         # 2-5. Q-VALUES, TARGETS AND LOSS (compiled with `compile`)
-        loss, td_error, chosen, targets = self._loss_fn(
+        loss, td_error, chosen, targets, extra = self._loss_fn(
             batch.float("obs"),  # (B, T + 1, N, O)
             batch["actions"],  # (B, T + 1, N, 1)
-            batch["avail_actions"][:, 1:],  # (B, T, N, A) bool
+            batch["avail_actions"],  # (B, T + 1, N, A) bool
             batch.float("state"),  # (B, T + 1, S)
             rewards,
             batch["terminated"][:, :-1].float(),  # (B, T, 1)
@@ -177,58 +202,77 @@ class QLearner:
                 "learner/td_error_abs": masked_mean(td_error.abs(), mask).item(),
                 "learner/q_taken_mean": masked_mean(chosen, mask).item(),
                 "learner/target_mean": masked_mean(targets, mask).item(),
+                **{name: value.item() for name, value in extra.items()},
             }
 
     def loss(
         self,
         obs: torch.Tensor,
         actions: torch.Tensor,
-        avail_next: torch.Tensor,
+        avail: torch.Tensor,
         states: torch.Tensor,
         rewards: torch.Tensor,
         terminated: torch.Tensor,
         mask: torch.Tensor,
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
         """The TD loss of a batch, from tensors only (what `compile` compiles).
 
-        obs (B, T + 1, N, O), actions (B, T + 1, N, 1), avail_next (B, T, N, A) bool,
+        obs (B, T + 1, N, O), actions (B, T + 1, N, 1), avail (B, T + 1, N, A) bool,
         states (B, T + 1, S), rewards, terminated and mask (B, T, 1) float. Returns the
-        loss, TD errors, chosen Q (mixed) and targets, the last three (B, T, K).
+        loss, TD errors, chosen Q (mixed) and targets, the last three (B, T, K), and the
+        learner's own scalar stats by name (none here; subclasses add theirs).
         """
         # 2. Q-VALUES OF THE TAKEN ACTIONS
         q = self.mac.unroll_steps(obs, actions)  # (B, T + 1, N, A)
-        chosen = q[:, :-1].gather(-1, actions[:, :-1].long()).squeeze(-1)  # (B, T, N)
+        taken = actions[:, :-1].long()  # (B, T, N, 1)
+        chosen = q[:, :-1].gather(-1, taken).squeeze(-1)  # (B, T, N)
 
         # 3. TARGET VALUES OF THE NEXT STEPS
         with torch.no_grad():
             target_mac = cast(MultiAgentController, self.targets["mac"])
             target_q = target_mac.unroll_steps(obs, actions)[:, 1:]  # (B, T, N, A)
             live_next = q.detach()[:, 1:] if self.double_q else None  # (B, T, N, A)
-            next_values = next_action_values(target_q, live_next, avail_next)  # (B, T, N)
+            next_q = next_action_values(target_q, live_next, avail[:, 1:])
+            next_values = next_q.values  # (B, T, N)
 
-        # 4. MIX
+        # 4. MIX: with the joint action and each agent's max Q, both sides (QPLEX's inputs)
         if self.mixer is not None:
-            chosen = self.mixer(chosen, states[:, :-1])  # (B, T, 1)
+            live_max, _ = max_available(q.detach()[:, :-1], avail[:, :-1])  # (B, T, N)
+            chosen = self.mixer(chosen, states[:, :-1], actions=taken, max_qs=live_max)
             with torch.no_grad():
-                next_values = self.targets["mixer"](next_values, states[:, 1:])  # (B, T, 1)
+                next_values = self.targets["mixer"](
+                    next_q.values, states[:, 1:], actions=next_q.actions, max_qs=next_q.max_values
+                )  # (B, T, 1)
 
         # 5. TARGETS AND LOSS
+        targets = self.td_targets(rewards, terminated, mask, next_values)  # (B, T, K)
+        td_error = chosen - targets  # (B, T, K)
+        return masked_mean(td_error.pow(2), mask), td_error, chosen, targets, {}
+
+    def td_targets(
+        self,
+        rewards: torch.Tensor,
+        terminated: torch.Tensor,
+        mask: torch.Tensor,
+        next_values: torch.Tensor,
+    ) -> torch.Tensor:
+        """Regression targets (B, T, K), no gradient: TD(lambda) returns with
+        ``td_lambda > 0``, else r + gamma * (1 - terminated) * next value. rewards,
+        terminated and mask (B, T, 1); next_values (B, T, K)."""
         with torch.no_grad():
             if self.td_lambda > 0:
-                targets = td_lambda_targets(
+                return td_lambda_targets(
                     rewards, terminated, mask, next_values, self.gamma, self.td_lambda
                 )  # (B, T, K)
-            else:
-                targets = one_step_targets(rewards, terminated, next_values, self.gamma)
-        td_error = chosen - targets  # (B, T, K)
-        return masked_mean(td_error.pow(2), mask), td_error, chosen, targets
+            return one_step_targets(rewards, terminated, next_values, self.gamma)  # (B, T, K)
 
     def state_dict(self) -> dict[str, Any]:
         return {
-            "mac": self.mac.state_dict(),
-            "mixer": None if self.mixer is None else self.mixer.state_dict(),
-            "target_mixer": None,  # replaced by the next line's when there is a mixer
-            **self.targets.state_dict(),  # target_mac, target_mixer, last_target_update_episode
+            "mac": None,  # the keys in their old order; filled by the next two lines but
+            "mixer": None,  # the mixer's with no mixer (IQL)
+            "target_mixer": None,
+            **{name: net.state_dict() for name, net in self.networks().items()},
+            **self.targets.state_dict(),  # target_<network>..., last_target_update_episode
             "optimiser": self.optimiser.state_dict(),
             "train_steps": self.train_steps,
             "reward_stats": None if self.reward_stats is None else self.reward_stats.state_dict(),

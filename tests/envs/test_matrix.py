@@ -13,14 +13,16 @@ from marl.envs.matrix import MatrixEnv, MatrixEnvConfig
 PENALTY_K = -37.0
 PENALTY = [[PENALTY_K, 0.0, 10.0], [0.0, 2.0, 0.0], [10.0, 0.0, PENALTY_K]]
 CLIMBING = [[11.0, -30.0, 0.0], [-30.0, 7.0, 6.0], [0.0, 0.0, 5.0]]
+QTRAN = [[8.0, -12.0, -12.0], [-12.0, 0.0, 0.0], [-12.0, 0.0, 0.0]]
 TWO_STEP_2B = [[0.0, 1.0], [1.0, 8.0]]
 TWO_STEP_2A = 7.0
-GAMES = ["penalty", "climbing", "two_step"]
+GAMES = ["penalty", "climbing", "two_step", "qtran"]
 # game -> (n_actions, n_game_states, steps per round, best payoff per round)
 GAME_FACTS = {
     "penalty": (3, 1, 1, 10.0),
     "climbing": (3, 1, 1, 11.0),
     "two_step": (2, 3, 2, 8.0),
+    "qtran": (3, 1, 1, 8.0),
 }
 
 
@@ -38,7 +40,8 @@ def one_hot_state(index: int, n_states: int, progress: float) -> list[float]:
 
 
 @pytest.mark.parametrize(
-    ("game", "table", "k"), [("penalty", PENALTY, PENALTY_K), ("climbing", CLIMBING, -100.0)]
+    ("game", "table", "k"),
+    [("penalty", PENALTY, PENALTY_K), ("climbing", CLIMBING, -100.0), ("qtran", QTRAN, -100.0)],
 )
 def test_one_step_payoffs_every_joint_action(game: str, table: list[list[float]], k: float) -> None:
     actions = all_joint_actions(3)  # (9, 2)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import functools
+from typing import cast
 
 import pytest
 import torch
@@ -18,6 +19,7 @@ from marl.learners.common import Learner, valid_transitions
 from marl.learners.q_learning import QLearner, next_action_values
 from marl.modules.agents.rnn import RNNAgent
 from marl.modules.mixers.qmix import QMixer
+from marl.modules.mixers.qplex import QPLEXMixer
 from marl.modules.mixers.vdn import VDNMixer
 from marl.ops.returns import td_lambda_targets
 from marl.runners.episode import transition_scheme
@@ -77,6 +79,8 @@ def make_mixer(kind: str | None, seed: int = 0) -> nn.Module | None:
         return VDNMixer(INFO)
     if kind == "qmix":
         return QMixer(INFO, embed_dim=8, hypernet_embed=16)
+    if kind == "qplex":
+        return QPLEXMixer(INFO, hypernet_embed=16, attention_layers=2, attention_embed=8)
     return None
 
 
@@ -153,7 +157,9 @@ def test_next_action_values_max_over_available_only() -> None:
     avail = _t([[False, True, True], [True, True, False]])
     out = next_action_values(target, None, avail)
     # agent0: max(1, 2) = 2 (5 is unavailable); agent1: max(0, -3) = 0 (-1 unavailable)
-    assert torch.equal(out, torch.tensor([[[2.0, 0.0]]]))
+    assert torch.equal(out.values, torch.tensor([[[2.0, 0.0]]]))
+    assert torch.equal(out.actions, torch.tensor([[[[2], [0]]]]))  # the target's argmax
+    assert torch.equal(out.max_values, out.values)
 
 
 def test_next_action_values_double_q() -> None:
@@ -164,9 +170,11 @@ def test_next_action_values_double_q() -> None:
     # agent0: live argmax = 1 -> target[1] = 4 (target's own max would be 10)
     # agent1: live argmax over {1, 2} = 2 (action 0 is unavailable) -> target[2] = 7
     # agent2: live argmax over {0, 2} = 2 -> target[2] = 8
-    assert torch.equal(out, torch.tensor([[[4.0, 7.0, 8.0]]]))
-    # without double Q the same inputs give the target's max over available actions
-    assert torch.equal(next_action_values(target, None, avail), torch.tensor([[[10.0, 7.0, 8.0]]]))
+    assert torch.equal(out.values, torch.tensor([[[4.0, 7.0, 8.0]]]))
+    assert torch.equal(out.actions, torch.tensor([[[[1], [2], [2]]]]))
+    # the target's own max over available actions, which without double Q is the value
+    assert torch.equal(out.max_values, torch.tensor([[[10.0, 7.0, 8.0]]]))
+    assert torch.equal(next_action_values(target, None, avail).values, out.max_values)
 
 
 @pytest.mark.parametrize("double_q", [False, True])
@@ -177,8 +185,9 @@ def test_next_action_values_padding_is_exactly_zero(double_q: bool) -> None:
     out = next_action_values(target, live, avail)
     # agent0 is padding -> 0; agent1: double: live argmax 0 -> 3, else max(3, 4) = 4
     expected = torch.tensor([[[0.0, 3.0 if double_q else 4.0]]])
-    assert torch.isfinite(out).all()
-    assert torch.equal(out, expected)
+    assert torch.isfinite(out.values).all()
+    assert torch.equal(out.values, expected)
+    assert torch.equal(out.max_values, torch.tensor([[[0.0, 4.0]]]))  # padding: 0 too
 
 
 # ----------------------------------------------------------------------------- one-step targets
@@ -304,6 +313,49 @@ def test_td_lambda_known_answer(monkeypatch: pytest.MonkeyPatch) -> None:
     assert stats["learner/target_mean"] == pytest.approx(12.25 / 6, abs=1e-6)
 
 
+class RecordingMixer(nn.Module):
+    """VDN that records the joint action and max Qs of each call (QPLEX's inputs)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls: list[tuple[torch.Tensor, torch.Tensor]] = []
+
+    def forward(
+        self,
+        agent_qs: torch.Tensor,
+        states: torch.Tensor,
+        actions: torch.Tensor,
+        max_qs: torch.Tensor,
+    ) -> torch.Tensor:
+        self.calls.append((actions.clone(), max_qs.clone()))
+        return agent_qs.sum(dim=-1, keepdim=True)  # (B, T, 1)
+
+
+@pytest.mark.parametrize("double_q", [True, False])
+def test_the_mixer_sees_the_joint_actions_and_max_qs_of_both_sides(double_q: bool) -> None:
+    """Table problem. Live side: the taken actions and each agent's live max over its
+    available actions at steps 0, 1. Target side: the next actions (the live argmax with
+    double Q, else the target's) and the target's max at steps 1, 2; padding gets 0."""
+    batch, live, target = table_problem()
+    learner = QLearner(TableMAC(live), RecordingMixer(), gamma=0.5, double_q=double_q)
+    with torch.no_grad():
+        learner.targets["mac"].table.copy_(target)
+    learner.train(batch, t_env=0, episode=0)
+    ((live_actions, live_max),) = cast(RecordingMixer, learner.mixer).calls
+    ((next_actions, next_max),) = cast(RecordingMixer, learner.targets["mixer"]).calls
+    assert torch.equal(live_actions, batch["actions"][:, :-1].long())
+    # step 0: every action available; step 1: agent0 {0, 1}, agent1 {1, 2}
+    expected_live_max = [[[0.5, 1.0], [5.0, 1.0]], [[2.0, 0.0], [1.0, 0.0]]]
+    assert torch.equal(live_max, torch.tensor(expected_live_max))
+    # step 1: live argmax (0, 2) in both episodes, target argmax (1, 2) and (1, 1);
+    # step 2: ep0 all 1000s (argmax 0), ep1 padding (action 0, max 0)
+    step1 = [[0, 2], [0, 2]] if double_q else [[1, 2], [1, 1]]
+    expected_actions = [[step1[0], [0, 0]], [step1[1], [0, 0]]]
+    assert torch.equal(next_actions.squeeze(-1), torch.tensor(expected_actions))
+    expected_next_max = [[[2.0, 4.0], [1000.0, 1000.0]], [[6.0, -2.0], [0.0, 0.0]]]
+    assert torch.equal(next_max, torch.tensor(expected_next_max))
+
+
 def independent_targets(
     learner: QLearner, batch: EpisodeBatch, td_lambda: float
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -380,7 +432,7 @@ def test_targets_match_target_network(
 
 # ----------------------------------------------------------------------------- optimisation
 @pytest.mark.parametrize("optimizer", ["rmsprop", "adam"])
-@pytest.mark.parametrize("mixer_kind", [None, "vdn", "qmix"])
+@pytest.mark.parametrize("mixer_kind", [None, "vdn", "qmix", "qplex"])
 def test_loss_goes_down(mixer_kind: str | None, optimizer: str) -> None:
     batch = make_batch(lengths=[5, 4, 3], terminal=[4, None, 2], seed=7)
     learner = QLearner(

@@ -79,8 +79,15 @@ class QMixer(nn.Module):
         self.hyper_b_1 = nn.Linear(state_dim, embed_dim)
         self.V = nn.Sequential(nn.Linear(state_dim, embed_dim), nn.ReLU(), nn.Linear(embed_dim, 1))
 
-    def forward(self, agent_qs: Tensor, states: Tensor) -> Tensor:
-        """Mix agent utilities ``(B, T, N)`` given states ``(B, T, S)`` into ``(B, T, 1)``."""
+    def forward(
+        self,
+        agent_qs: Tensor,
+        states: Tensor,
+        actions: Tensor | None = None,
+        max_qs: Tensor | None = None,
+    ) -> Tensor:
+        """Mix agent utilities ``(B, T, N)`` given states ``(B, T, S)`` into ``(B, T, 1)``; the
+        joint action and max Qs that the learner gives every mixer (QPLEX's) are unused."""
         lead = agent_qs.shape[:-1]  # (B, T)
         n, e = self.n_agents, self.embed_dim
         qs = agent_qs.reshape(-1, n, 1)  # (M, N, 1)

@@ -31,6 +31,13 @@ class VDNMixer(nn.Module):
         super().__init__()
         self.n_agents = env_info.n_agents
 
-    def forward(self, agent_qs: Tensor, states: Tensor) -> Tensor:
-        """Map ``agent_qs`` ``(B, T, N)`` (``states`` ``(B, T, S)`` unused) to ``(B, T, 1)``."""
+    def forward(
+        self,
+        agent_qs: Tensor,
+        states: Tensor,
+        actions: Tensor | None = None,
+        max_qs: Tensor | None = None,
+    ) -> Tensor:
+        """Map ``agent_qs`` ``(B, T, N)`` to ``(B, T, 1)``; ``states`` ``(B, T, S)`` and the
+        joint action and max Qs that the learner gives every mixer (QPLEX's) are unused."""
         return agent_qs.sum(dim=-1, keepdim=True)  # (B, T, 1)
