@@ -8,8 +8,14 @@ all B x batch steps ("copy_steps_per_s", the raw simulation rate; frozen copies 
 still computed), with the machine named. Actions are drawn uniformly
 among the available ones (argmax of uniform noise), inside the timing.
 
+With ``--compare KEY=VALUE ...`` every map and batch size is run once per setting
+(BattleEnv keyword arguments, e.g. ``collisions=false``) besides the defaults, the
+runs of all settings alternating (A B A B ...), and each line gives every setting's
+median and its ratio to the defaults: the cost of a mechanic measured in one sitting.
+
 python scripts/bench_env.py                               # default maps, B = 1, 64, 1024
 python scripts/bench_env.py --maps 3m MMM2 --batch 1 64 --device cuda
+python scripts/bench_env.py --maps 3m 2s3z corridor --compare collisions=false
 """
 
 from __future__ import annotations
@@ -18,8 +24,10 @@ import argparse
 import json
 import statistics
 import time
+from typing import Any
 
 import torch
+import yaml
 
 from marl.envs.battle.env import BattleEnv
 from marl.machine import run_context, synchronize
@@ -57,6 +65,12 @@ def run(env: BattleEnv, gen: torch.Generator, seconds: float) -> tuple[float, fl
     return int(live) / elapsed, steps * env.batch_size / elapsed
 
 
+def setting(text: str) -> tuple[str, Any]:
+    """``key=value`` as a BattleEnv keyword argument, the value read as YAML (true, 1.0)."""
+    key, _, raw = text.partition("=")
+    return key, yaml.safe_load(raw)
+
+
 def bench(
     map_name: str,
     batch_size: int,
@@ -64,22 +78,41 @@ def bench(
     seconds: float,
     repeats: int,
     compile: bool = False,
+    compare: tuple[str, ...] = (),
 ) -> dict[str, object]:
-    env = BattleEnv(map_name, batch_size=batch_size, seed=0, device=device, compile=compile)
-    gen = torch.Generator(device=device).manual_seed(0)
-    run(env, gen, 0.0)  # warm-up: one episode batch (and the compiling)
-    runs = [run(env, gen, seconds) for _ in range(repeats)]
-    live, copies = [r[0] for r in runs], [r[1] for r in runs]
-    return {
+    labels = ["defaults", *compare]
+    envs, gens = [], []
+    for label in labels:
+        kwargs = dict([setting(label)]) if label != "defaults" else {}
+        envs.append(
+            BattleEnv(
+                map_name, batch_size=batch_size, seed=0, device=device, compile=compile, **kwargs
+            )
+        )
+        gens.append(torch.Generator(device=device).manual_seed(0))
+        run(envs[-1], gens[-1], 0.0)  # warm-up: one episode batch (and the compiling)
+    runs: dict[str, list[tuple[float, float]]] = {label: [] for label in labels}
+    for _ in range(repeats):  # alternating: every setting sees the same machine load
+        for label, env, gen in zip(labels, envs, gens, strict=True):
+            runs[label].append(run(env, gen, seconds))
+    live = {label: [r[0] for r in got] for label, got in runs.items()}
+    copies = [r[1] for r in runs["defaults"]]
+    result: dict[str, object] = {
         "map": map_name,
         "batch_size": batch_size,
         "compile": compile,
-        "env_steps_per_s": round(statistics.median(live), 1),
+        "env_steps_per_s": round(statistics.median(live["defaults"]), 1),
         "copy_steps_per_s": round(statistics.median(copies), 1),
-        "runs": [round(r, 1) for r in live],
-        "torch_threads": torch.get_num_threads(),
-        **run_context(device),
+        "runs": [round(r, 1) for r in live["defaults"]],
     }
+    for label in compare:
+        median = statistics.median(live[label])
+        result[label] = {
+            "env_steps_per_s": round(median, 1),
+            "runs": [round(r, 1) for r in live[label]],
+            "defaults_over_this": round(statistics.median(live["defaults"]) / median, 3),
+        }
+    return result | {"torch_threads": torch.get_num_threads(), **run_context(device)}
 
 
 def main() -> None:
@@ -91,12 +124,17 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads")
     parser.add_argument("--compile", action="store_true", help="torch.compile the game loop")
+    parser.add_argument(
+        "--compare", nargs="+", default=[], help="KEY=VALUE env settings run beside the defaults"
+    )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     for map_name in args.maps:
         for b in args.batch:
-            result = bench(map_name, b, device, args.seconds, args.repeats, args.compile)
+            result = bench(
+                map_name, b, device, args.seconds, args.repeats, args.compile, tuple(args.compare)
+            )
             print(json.dumps(result), flush=True)
 
 

@@ -11,8 +11,10 @@ from pathlib import Path
 from types import ModuleType
 
 import pytest
+import torch
 
 from marl.config import compose_config
+from marl.envs.battle.env import BattleEnv
 
 SCRIPTS = Path(__file__).resolve().parents[1] / "scripts"
 CONTEXT = {"marl", "torch", "device", "machine", "load_avg_1m"}
@@ -138,3 +140,32 @@ def test_bench_threads_alternates_settings_and_compares_the_default_with_the_bes
     (line,) = [json.loads(s) for s in capsys.readouterr().out.splitlines()]
     assert line["best_explicit"] == "learner_threads=1" and line["default_vs_best"] == 0.9
     assert line["condition"] == "busy" and set(line) >= CONTEXT
+
+
+BATTLE_FIDELITY = load_script("battle_fidelity")
+
+
+def test_battle_fidelity_reports_crowding_and_the_scripted_policy_on_3m() -> None:
+    env = BattleEnv("3m", batch_size=2, seed=0)
+    crowd = BATTLE_FIDELITY.crowding(env, max_steps=3)
+    assert crowd["measure"] == "crowding" and crowd["copies"] == 2
+    assert crowd["max_in_reach"] == 0  # marines shoot from range: none in melee reach
+    assert (crowd["ring_capacity"], crowd["ring_capacity_at_reach"]) == (6, 7)  # equal radii
+    row = BATTLE_FIDELITY.scripted(env, episodes=3, max_steps=4)
+    assert row["episodes"] == 4 and row["unfinished"] == 4  # two batches of 2, cut at 4 steps
+    assert row["mean_length"] == 4 and 0 <= row["mean_dead_enemies"] <= 3
+    assert {"win_rate", "wins", "distinct_episodes"} <= set(row)
+
+
+def test_battle_fidelity_counts_living_enemies_in_melee_reach_of_each_ally() -> None:
+    env = BattleEnv("8m", batch_size=2, seed=0)  # marines: radius 0.375, reach 0.9 centre to centre
+    ring = [(0.8, 0.0), (0.0, 0.8), (-0.8, 0.0), (0.0, -0.8)]  # 4 enemies round ally 0
+    allies = [(16.0, 16.0)] + [(3.0, 9.0 + 2 * i) for i in range(7)]  # the others far away
+    enemies = [(16.0 + dx, 16.0 + dy) for dx, dy in ring] + [(29.0, 9.0 + 2 * i) for i in range(4)]
+    env.set_unit_state(pos=torch.tensor(allies + enemies))  # (U, 2)
+    counts = BATTLE_FIDELITY.enemies_in_reach(env)  # (B, N)
+    assert counts[:, 0].tolist() == [4, 4] and counts[:, 1:].sum() == 0
+    health = env.units.health.clone()  # (B, U)
+    health[:, 8] = 0  # one of the 4 dies
+    env.set_unit_state(health=health)
+    assert BATTLE_FIDELITY.enemies_in_reach(env)[:, 0].tolist() == [3, 3]

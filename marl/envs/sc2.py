@@ -95,10 +95,6 @@ class SC2EnvConfig(SMACArgs):
     """Built-in AI level of the enemy, "1" (very easy) to "A" (cheat insane); SMAC uses "7"."""
     game_version: str | None = None
     """SC2 version to run, e.g. "4.6.2" (null: the newest under $SC2PATH/Versions)."""
-    obs_pathing_grid: bool = False
-    """Add the pathable cells around the agent (8) to its observation."""
-    obs_terrain_height: bool = False
-    """Add the terrain heights around the agent (9) to its observation."""
     heuristic_ai: bool = False
     """SMAC's scripted agents play instead of the learned ones (a baseline)."""
     heuristic_rest: bool = False

@@ -45,6 +45,10 @@ class SMACArgs:
     """Observe the agent's own health (forced on by obs_all_health)."""
     obs_last_action: bool = False
     """Observe the last action of visible allies."""
+    obs_pathing_grid: bool = False
+    """Add the pathable cells around the agent (8) to its observation."""
+    obs_terrain_height: bool = False
+    """Add the terrain heights around the agent (9) to its observation."""
     obs_instead_of_state: bool = False
     """Use the concatenated observations as the state."""
     obs_timestep_number: bool = False

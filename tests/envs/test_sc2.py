@@ -44,7 +44,8 @@ from marl.errors import UsageError
 
 MAP = "3m"
 N, A, OBS, S, LIMIT = 3, 9, 30, 48, 60  # 3m at SMAC's defaults
-BATTLE = functools.partial(BattleSMACEnv, map_name=MAP)
+# Start noise makes copies (seeds) differ, as SC2's games do; the battle env has none by default.
+BATTLE = functools.partial(BattleSMACEnv, map_name=MAP, spawn_noise=1.0)
 SMAC_MODULES = ("smac", "smac.env", "smac.env.starcraft2", "smac.env.starcraft2.starcraft2")
 
 # PyMARL's src/config/envs/sc2.yaml env_args (all but `seed`, which marl passes per copy).

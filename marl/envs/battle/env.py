@@ -8,8 +8,9 @@ mechanics (game loops, weapon cooldowns, edge-to-edge ranges, walk-in attack ord
 armor, bonus damage, shields and their regeneration, medivac healing with energy,
 colossus line splash, baneling explosions, Zerg regeneration, air units, static
 units, pathable areas with walls, chokes and cliffs walked round by waypoints, the
-stock AI's attack-move), but it has no SC2 pathfinding grid, no collisions (units
-may overlap, which favours splash), no projectile delays and no other abilities. Win
+stock AI's attack-move and target choice, unit collisions by SC2 radii), but it has
+no SC2 pathfinding grid (units push apart instead of planning round each other), no
+projectile delays and no other abilities. Win
 rates measured on it are NOT SMAC results and must never be reported or compared as
 such; ``smac_env_info()["simulator"]`` says so in every run.
 
@@ -25,11 +26,12 @@ map's target point, acquiring the nearest ally in sight and re-acquiring when it
 dies (2s_vs_1sc's spine crawler has no order: it shoots what comes into range).
 A side left with only medivacs has lost (SMAC's and SMACv2's only_medivac_left).
 
-Randomness (spawn jitter, cooldown jitter, 2m_vs_1z's attack point, SMACv2 teams and
-start positions) comes from the env's own counter-based generator, one stream per
-copy keyed by (seed, copy index), so copy 0 of a batched env plays exactly like a
-B = 1 env with the same seed and actions. On SMACv2 maps ``max_reward`` is fixed per
-copy by the team of its first episode, as SMACv2 fixes it at the first reset.
+Randomness (2m_vs_1z's attack point, SMACv2 teams and start positions, and by option
+the spawn jitter and cooldown jitter SMAC does not have) comes from the env's own
+counter-based generator, one stream per copy keyed by (seed, copy index), so copy 0 of
+a batched env plays exactly like a B = 1 env with the same seed and actions. On SMACv2
+maps ``max_reward`` is fixed per copy by the team of its first episode, as SMACv2 fixes
+it at the first reset.
 
 Shapes: B copies, N agents, M enemies, U = N + M units, A actions, O obs, S state.
 """
@@ -59,6 +61,7 @@ from marl.envs.battle.rng import CopyRNG
 from marl.envs.battle.sim import (
     ATTACK,
     ATTACK_MOVE,
+    HUNT_LOOPS,
     IDLE,
     MOVE,
     NO_TARGET,
@@ -67,6 +70,7 @@ from marl.envs.battle.sim import (
     UnitTable,
     alive,
     game_loop,
+    hunt,
     type_columns,
 )
 from marl.envs.battle.smacv2 import draw_positions, draw_teams
@@ -87,10 +91,18 @@ class BattleEnvConfig(SMACArgs):
     """Schema for `env=battle` (SMAC's env_args, plus the simulator's own randomness)."""
 
     _target_: str = "marl.envs.battle.env.BattleEnv"
-    spawn_noise: float = field(default=1.0, metadata=bounds(0))
-    """Each unit spawns up to this far (uniformly, per axis) from its formation slot."""
-    cooldown_jitter: bool = True
-    """Add +-1 game loop (uniform) to every weapon cooldown restart."""
+    spawn_noise: float = field(default=0.0, metadata=bounds(0))
+    """Each unit spawns up to this far (uniformly, per axis) from its formation slot
+    (SMAC has no start noise; 1.0 was the default before collisions)."""
+    cooldown_jitter: bool = False
+    """Add +-1 game loop (uniform) to every weapon cooldown restart (SMAC has none)."""
+    collisions: bool = True
+    """Units do not overlap: movement resolves overlaps by their SC2 radii (``sim.py``)."""
+    use_unit_ranges: bool = False
+    """SMACv2's per-type sight and shoot ranges in observations and attack masks,
+    instead of SMAC's fixed 9 and 6."""
+    min_attack_range: float = field(default=2.0, metadata=bounds(0))
+    """With use_unit_ranges: the shoot range of the masks is at least this (SMACv2's 2)."""
     obs_own_pos: bool | None = None
     """Observe own x/32, y/32 (SMACv2); None: on for SMACv2 names, off for SMAC maps."""
     defer_checks: bool | None = None
@@ -131,12 +143,17 @@ class BattleEnv:
         obs_all_health: bool = BattleEnvConfig.obs_all_health,
         obs_own_health: bool = BattleEnvConfig.obs_own_health,
         obs_last_action: bool = BattleEnvConfig.obs_last_action,
+        obs_pathing_grid: bool = BattleEnvConfig.obs_pathing_grid,
+        obs_terrain_height: bool = BattleEnvConfig.obs_terrain_height,
         obs_timestep_number: bool = BattleEnvConfig.obs_timestep_number,
         state_last_action: bool = BattleEnvConfig.state_last_action,
         state_timestep_number: bool = BattleEnvConfig.state_timestep_number,
         obs_instead_of_state: bool = BattleEnvConfig.obs_instead_of_state,
         spawn_noise: float = BattleEnvConfig.spawn_noise,
         cooldown_jitter: bool = BattleEnvConfig.cooldown_jitter,
+        collisions: bool = BattleEnvConfig.collisions,
+        use_unit_ranges: bool = BattleEnvConfig.use_unit_ranges,
+        min_attack_range: float = BattleEnvConfig.min_attack_range,
         obs_own_pos: bool | None = BattleEnvConfig.obs_own_pos,
         defer_checks: bool | None = BattleEnvConfig.defer_checks,
         compile: bool = BattleEnvConfig.compile,
@@ -167,6 +184,7 @@ class BattleEnv:
         self.reward_scale_rate = float(reward_scale_rate)
         self.spawn_noise = float(spawn_noise)
         self.cooldown_jitter = cooldown_jitter
+        self.collisions = collisions
         self.seed = seed
 
         self.n_agents, self.n_enemies = spec.n_agents, spec.n_enemies
@@ -190,6 +208,10 @@ class BattleEnv:
             state_timestep_number=state_timestep_number,
             obs_instead_of_state=obs_instead_of_state,
             obs_own_pos=obs_own_pos,
+            obs_pathing_grid=obs_pathing_grid,
+            obs_terrain_height=obs_terrain_height,
+            use_unit_ranges=use_unit_ranges,
+            min_attack_range=float(min_attack_range),
         )
         self.features = Features(
             spec, self.tab, flags, self.move_amount, self.episode_limit, self.device
@@ -298,7 +320,7 @@ class BattleEnv:
         else:
             self._pending = self._draw_teams()
             types = self._pending[0]  # (B, U)
-        return UnitTable.build(spec, types, self.batch_size, self.device)
+        return UnitTable.build(spec, types, self.batch_size, self.device, self.collisions)
 
     def _sort_allies(
         self, types: torch.Tensor, pos: torch.Tensor
@@ -338,7 +360,7 @@ class BattleEnv:
         if spec.team is not None:
             if self._pending is None:
                 self._pending = self._draw_teams()
-                self.tab = UnitTable.build(spec, self._pending[0], b, self.device)
+                self.tab = UnitTable.build(spec, self._pending[0], b, self.device, self.collisions)
                 self.features.set_table(self.tab)
             pos = self._pending[1]  # (B, U, 2)
             self._pending = None
@@ -354,7 +376,7 @@ class BattleEnv:
                 target = start + self._rng.uniform(1) * (end - start)  # (B, 2)
         self._enemy_goal = target  # (B, 2)
         moving = spec.team is not None or spec.attack_target is not None
-        self._enemy_order = ATTACK_MOVE if moving else IDLE
+        self._enemy_order = ATTACK if spec.attack_units else ATTACK_MOVE if moving else IDLE
         is_enemy = self.tab.is_enemy  # (U,)
         goal = torch.where(is_enemy.unsqueeze(-1), target.unsqueeze(1), pos)  # (B, U, 2)
         if self._enemy_order == IDLE:
@@ -459,7 +481,10 @@ class BattleEnv:
             draws = self._rng.uniform(loops * u, advance=live).view(b, loops, u)  # (B, L, U)
             restart = restart + (draws * 2 - 1) * COOLDOWN_JITTER  # (B, L, U)
         shots = torch.full((b, u), NO_TARGET, device=self.device)  # (B, U)
+        played = self._t * loops  # (B,) game loops this episode so far
         for loop in range(loops):
+            if self.tab.hunt:
+                hunt(self._units, self.tab, live & ((played + loop) % HUNT_LOOPS == 0))
             fired = self._game_loop(self._units, self.tab, restart[:, loop])  # (B, U)
             if self._recordings:
                 shots = torch.where(fired >= 0, fired, shots)  # (B, U)
@@ -711,7 +736,9 @@ class BattleEnv:
             self._max_reward = state["max_reward"].to(dev).clone()  # (B,)
         if self.spec.team is not None:
             self._pending = None
-            self.tab = UnitTable.build(self.spec, state["types"].to(dev), self.batch_size, dev)
+            self.tab = UnitTable.build(
+                self.spec, state["types"].to(dev), self.batch_size, dev, self.collisions
+            )
             self.features.set_table(self.tab)
         self._invalidate()
 

@@ -72,6 +72,16 @@ PLATEAU_GROUND = (
     Rect(3.0, 13.0, 29.0, 21.0),  # west ramp + plateau + east ramp, overlapping the strips
 )
 
+# 2c_vs_64zg's t3SyncCliffLevel: the plateau at 128 over x 7-24, y 13-20, reached by
+# ramps over y 13-18 graded 72, 88, 104 (x 4-6, west) and 104, 88, 72 (x 25-27, east).
+PLATEAU_HEIGHTS = (
+    (Rect(7.0, 13.0, 25.0, 21.0), 128 / 255),
+    *(
+        (Rect(x, 13.0, x + 1.0, 19.0), level / 255)
+        for x, level in ((4.0, 72), (5.0, 88), (6.0, 104), (25.0, 104), (26.0, 88), (27.0, 72))
+    ),
+)
+
 # map_type -> (ally one-hot order, enemy one-hot order), as SMAC's get_unit_type_id.
 TYPE_ONE_HOTS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "marines": (("marine",), ("marine",)),
@@ -139,10 +149,18 @@ class MapSpec:
     """Where the enemies attack-move to; None: they get no order (they stay idle)."""
     attack_target_end: Point | None = None
     """If set, the target is drawn uniformly on the segment attack_target-attack_target_end."""
+    attack_units: bool = False
+    """The map orders the enemies to attack the agents' units themselves (2c_vs_64zg:
+    they follow the colossi), not a point: ``attack_target`` is then only their first
+    heading."""
     pathable: tuple[Rect, ...] = STRIP
     """Ground: the union of rectangles ground units (and SMAC's pathing grid) may use."""
     cliff_pathable: tuple[Rect, ...] | None = None
     """What cliff walkers (colossi) may use; None: the same as ``pathable``."""
+    heights: tuple[tuple[Rect, float], ...] = ()
+    """Raised areas and their SMAC height (cliff level / 255), painted in order over the
+    ground (64/255 where pathable, else 0): an approximation of SMAC's terrain heights
+    (``features.py``)."""
     map_size: Point = MAP_SIZE
     team: TeamDistribution | None = None
     """SMACv2-style random teams and start positions (``smacv2.py``), else None."""
@@ -275,8 +293,8 @@ MAPS: dict[str, MapSpec] = {
         ),
         MapSpec(
             "2c_vs_64zg", _one("colossus", 2, (16.0, 16.0)), _one("zergling", 64, (16.0, 9.0)),
-            400, "colossus", 0, "P", "Z", attack_target=(16.0, 16.0),
-            pathable=PLATEAU_GROUND, cliff_pathable=OPEN,
+            400, "colossus", 0, "P", "Z", attack_target=(16.0, 16.0), attack_units=True,
+            pathable=PLATEAU_GROUND, cliff_pathable=OPEN, heights=PLATEAU_HEIGHTS,
         ),
     )
 }  # fmt: skip

@@ -4,20 +4,35 @@ One call of ``game_loop`` advances every copy by one SC2 game loop (1/16 game-se
 All units act simultaneously on the state at the start of the loop:
 
 1. Orders whose target died (or can no longer be targeted) end: an ally's attack
-   order becomes idle; an enemy's attack-move drops the target. Enemies on
-   attack-move without a target acquire the nearest living ally in sight that their
-   weapon can hit (an idle static enemy, the spine crawler, only what is in range; a
-   static unit drops a target that left its range). An enemy medivac acquires the
-   nearest damaged friendly non-medivac in sight and drops it once healed. On SMACv2
-   maps an enemy that sees nothing to attack re-aims its attack-move at the nearest
-   ally (the built-in AI hunts; a fixed attack point could leave a timeout).
+   order becomes idle; an enemy's attack-move drops the target. The enemies follow
+   SC2's stock AI as far as it can be written down (every rule with its source, and
+   what is left out: the README's "How battle plays" section):
+
+   - acquisition (``_acquire``): an enemy on attack-move without a target, or whose
+     target is beyond its weapon range, picks among the living allies its weapon can
+     hit within its sight (a static unit, the spine crawler: within its weapon range).
+     All units here have SC2's attack target priority 20, so SC2's tie-breaks decide:
+     an ally attacking it first (it answers being attacked), then one within its
+     weapon range, then the nearest. A chasing enemy thus turns on what shoots it.
+   - map orders: the map's attack-move to a point (most maps); none (2s_vs_1sc); on
+     2c_vs_64zg an attack order on the colossi themselves: each zergling takes the
+     nearest colossus and, when it dies, the nearest one left (``attack_units``); on
+     SMACv2 maps every 0.5 game-s each enemy without a target attack-moves to the
+     nearest ally (``hunt``, called by the env every 8 loops of a copy's episode).
+   - an enemy medivac takes the nearest damaged friendly non-medivac in sight and
+     drops it once healed; a static unit drops a target that left its range.
 2. A unit with a target acts when it is within range, edge to edge (centre distance
    <= range + both radii): a weapon fires when its cooldown is ready, a medivac heals.
    Out of range it walks towards the target, stopping at range; a move order walks to
    its point and ends there; an attack-move without a target walks to its point.
    Walking goes round walls by waypoints, and centres stay in the mover's pathable
    area (``terrain.py``): ground units on the ground, colossi also over cliffs,
-   medivacs anywhere on the map, the spine crawler never moves.
+   medivacs anywhere on the map, the spine crawler never moves. Units then do not
+   overlap (``_separate``, unless ``collisions`` is off): units of one collision
+   layer (``LAYERS``: small ground units and the static one; the massive colossus,
+   which walks over small units; air) are pushed apart by their radii, the unit that
+   walked into another taking the overlap, so melee units fill the ring round a
+   target and wait behind it, and a choke passes what fits.
 3. Damage of all shots of the loop is applied in unit order: per attack,
    (damage + bonus vs armored/light) goes to shields first (shield armor 0), the rest
    to health minus armor, at least 0.5 when any reaches health; attacks per shot
@@ -61,6 +76,7 @@ U units, K unit types, R pathable regions, P portals.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, fields
 from functools import lru_cache
 from typing import Any
@@ -99,7 +115,15 @@ HEAL_PER_LOOP = MEDIVAC_HEAL_RATE / LOOPS_PER_GAME_SECOND
 ENERGY_PER_LOOP = MEDIVAC_ENERGY_REGEN / LOOPS_PER_GAME_SECOND
 _EPS = 1e-6
 RANGE_SLACK = 1e-3  # a unit that walked to exactly its range counts as in range
+_NOT_IN_RANGE = 1e4  # acquisition key penalties, above any squared distance on a map
+_NOT_ATTACKING = 1e6
+HUNT_LOOPS = 8  # SMACv2's map re-orders idle enemies every 0.5 game-s
 MOVERS = ("ground", "cliff", "air")  # terrain classes; a static unit uses the ground's
+# Collision layer per mover: units collide only within one layer. The colossus (the only
+# cliff walker) is SC2's only massive unit here: it walks over small ground units.
+LAYERS = {"ground": 0, "static": 0, "cliff": 1, "air": 2}
+PRIORITY = 0.25  # when two units walk into each other the later one takes 0.75 of it
+SLIDE = 0.3  # radians: a push is turned this much, so units meeting head-on slide past
 
 
 @dataclass(frozen=True)
@@ -121,6 +145,7 @@ class TypeColumns:
     suicide: torch.Tensor  # (K,) bool
     static: torch.Tensor  # (K,) bool
     mover: torch.Tensor  # (K,) long index into MOVERS
+    layer: torch.Tensor  # (K,) long collision layer (LAYERS)
     regen: torch.Tensor  # (K,) health per loop
     raw: torch.Tensor  # (K, K) raw damage per attack of type s on type t
     per_shot: torch.Tensor  # (K, K) health damage per shot on an unshielded t
@@ -169,6 +194,7 @@ def type_columns(device: torch.device) -> TypeColumns:
         suicide=flag([t.ability == "suicide" for t in types]),
         static=flag([t.mover == "static" for t in types]),
         mover=torch.tensor(movers, dtype=torch.long, device=device),
+        layer=torch.tensor([LAYERS[t.mover] for t in types], dtype=torch.long, device=device),
         regen=col([t.regen / LOOPS_PER_GAME_SECOND for t in types]),
         raw=torch.where(can_hit, raw, torch.zeros_like(raw)),
         per_shot=torch.where(can_hit, per_shot, torch.zeros_like(raw)),
@@ -213,8 +239,15 @@ class UnitTable:
     valid: torch.Tensor  # (B, U, U) bool, s may target t (attack an enemy, or heal a friend)
     reach: torch.Tensor  # (B, U, U) centre distance within which s can hit (heal) t
     acquire2: torch.Tensor  # (B, M, N) squared distance within which enemy m acquires ally a
+    enemy_reach2: torch.Tensor  # (B, M, N) squared reach of enemy m's weapon on ally a
+    threat2: torch.Tensor  # (B, M, N) squared reach of ally a's weapon on enemy m
     sight2: torch.Tensor  # (B, M) squared sight of the enemies (medivac heal targets)
     nav: UnitNav
+    touch: torch.Tensor  # (B, U, U) r_u + r_v where u and v collide (u pushed), else 0
+    push: torch.Tensor  # (B, U, U) share of an overlap that u moves away from v (0: no contact)
+    tie: torch.Tensor  # (U, 2) tiny fixed offsets that split units standing on one point
+    away: torch.Tensor  # (U, 2) offsets that put dead units far from all and each other
+    collide: bool  # some pair of units collides (and collisions are on)
     has_shields: bool  # any unit has shields (the shield volley is needed)
     any_heal: bool
     any_splash: bool
@@ -224,7 +257,8 @@ class UnitTable:
     enemy_heal: bool  # some enemy is a medivac
     check_valid: bool  # some enemy pair cannot be hit, or there are medivacs
     acquire_all: bool  # every enemy can hit every ally (no mask in the acquisition)
-    hunt: bool  # enemies with nothing in sight head for the nearest ally (SMACv2 maps)
+    hunt: bool  # every 0.5 game-s enemies without a target head for the nearest ally (SMACv2)
+    attack_units: bool  # the enemies' order is to attack the agents' units (2c_vs_64zg)
     rows: torch.Tensor  # (U,) long, 0..U-1
     is_enemy: torch.Tensor  # (U,) bool
     idle: torch.Tensor  # () long IDLE, no_target () long NO_TARGET, zero () float: constants
@@ -243,7 +277,12 @@ class UnitTable:
 
     @classmethod
     def build(
-        cls, spec: MapSpec, types: torch.Tensor, batch_size: int, device: torch.device
+        cls,
+        spec: MapSpec,
+        types: torch.Tensor,
+        batch_size: int,
+        device: torch.device,
+        collisions: bool = True,
     ) -> UnitTable:
         """Tables for ``types`` (B', U) long, allies first; B' = 1 (shared team) or B."""
         c = type_columns(device)
@@ -281,6 +320,7 @@ class UnitTable:
         acquire2 = torch.where(
             static[:, n:, None], reach[:, n:, :n].square(), sight2.unsqueeze(-1)
         )  # (B', M, N)
+        push = _push_shares(c, types, collisions)  # (B', U, U)
         ground = spec.pathable
         classes: tuple[tuple[Rect, ...], ...] = (ground, spec.cliff_pathable or ground, OPEN)
         areas = terrain_tensors(classes, device)  # in MOVERS order
@@ -315,8 +355,15 @@ class UnitTable:
             valid=grow((hit > 0) | can_heal),
             reach=grow(reach),
             acquire2=grow(acquire2),
+            enemy_reach2=grow(reach[:, n:, :n].square()),
+            threat2=grow(reach[:, :n, n:].transpose(1, 2).square()),
             sight2=grow(sight2),
             nav=UnitNav.build(areas, c.mover[types], radius, b),
+            touch=grow((radius.unsqueeze(-1) + radius.unsqueeze(-2)) * (push > 0)),
+            push=grow(push),
+            tie=_tie_offsets(u, device),
+            away=_tie_offsets(u, device) + 1e4 * (rows.unsqueeze(-1) + 1),
+            collide=bool((push > 0).any()),
             has_shields=any(UNIT_TYPES[k].shield > 0 for k in present),
             any_heal=any(UNIT_TYPES[k].ability == "heal" for k in present),
             any_splash=any(UNIT_TYPES[k].ability == "splash" for k in present),
@@ -327,6 +374,7 @@ class UnitTable:
             check_valid=bool(heals.any()) or not bool((hit > 0)[:, enemies].all()),
             acquire_all=bool((hit[:, n:, :n] > 0).all()),
             hunt=spec.team is not None,
+            attack_units=spec.attack_units,
             rows=rows,
             is_enemy=is_enemy,
             idle=torch.tensor(IDLE, device=device),
@@ -335,6 +383,32 @@ class UnitTable:
             pathing=pathing_grid(ground, (int(spec.map_size[0]), int(spec.map_size[1])), device),
             map_size=(int(spec.map_size[0]), int(spec.map_size[1])),
         )
+
+
+def _push_shares(c: TypeColumns, types: torch.Tensor, collisions: bool) -> torch.Tensor:
+    """Share of an overlap of u and v that u moves, (B', U, U): units of one collision
+    layer collide; a static unit never moves (its partner takes the whole overlap)."""
+    layer = c.layer[types]  # (B', U)
+    static = c.static[types]  # (B', U)
+    u = types.shape[1]
+    contact = layer.unsqueeze(-1) == layer.unsqueeze(-2)  # (B', U, U)
+    contact = contact & ~torch.eye(u, dtype=torch.bool, device=types.device)  # (B', U, U)
+    if not collisions:
+        contact = torch.zeros_like(contact)
+    fixed_u, fixed_v = static.unsqueeze(-1), static.unsqueeze(-2)  # (B', U, 1), (B', 1, U)
+    rows = torch.arange(u, device=types.device)  # (U,)
+    later = (rows.unsqueeze(-1) > rows.unsqueeze(-2)).float()  # (U, U) u after v
+    share = 0.5 + PRIORITY * (2 * later - 1)  # (U, U) the later unit gives way more
+    share = torch.where(fixed_v, 1.0, share) * ~fixed_u  # (B', U, U)
+    return share * contact  # (B', U, U)
+
+
+def _tie_offsets(u: int, device: torch.device) -> torch.Tensor:
+    """Tiny fixed offsets (U, 2), one direction per unit (golden-angle steps), added to
+    positions when pushing units apart, so units on one point spread out the same way
+    every time; 1e-4 moves nothing that matters (positions are float32 on a 32 map)."""
+    angle = torch.arange(u, device=device, dtype=torch.float32) * 2.399963  # (U,)
+    return torch.stack([angle.cos(), angle.sin()], -1) * 1e-4  # (U, 2)
 
 
 @dataclass
@@ -394,33 +468,44 @@ def length(v: torch.Tensor) -> torch.Tensor:
 
 
 def _retarget(s: UnitState, tab: UnitTable, live: torch.Tensor) -> torch.Tensor:
-    """Drop targets that died or no longer qualify; idle enemies acquire new ones.
+    """Drop targets that died or no longer qualify; enemies acquire targets by SC2's rules.
 
+    An enemy on attack-move (or an idle static one) looks for a target when it has none
+    or when its target is out of its weapon range (``_acquire``), so a chasing enemy
+    turns on an ally that shoots it and on one it can hit now. On ``attack_units`` maps
+    an enemy's attack order whose unit died passes to the nearest living ally it can hit.
     Returns which units have a target, (B, U) bool; updates ``s.target`` and ``s.order``.
     """
     index = s.target.clamp(min=0)  # (B, U)
     has = (s.target >= 0) & live.gather(1, index) & live  # (B, U)
     if tab.check_valid:
         has = has & gather_pairs(tab.valid, index)  # (B, U)
+    dist = length(gather_units(s.pos, index) - s.pos)  # (B, U)
+    out = dist > gather_pairs(tab.reach, index) + RANGE_SLACK  # (B, U) beyond weapon range
     if tab.any_static:  # a static unit cannot follow a target out of range
-        dist = length(gather_units(s.pos, index) - s.pos)  # (B, U)
-        far = dist > gather_pairs(tab.reach, index) + RANGE_SLACK  # (B, U)
-        has = has & ~(tab.static & far)  # (B, U)
+        has = has & ~(tab.static & out)  # (B, U)
     if tab.enemy_heal:  # the stock AI's medivac moves on once its patient is healed
         healed = gather_units(s.health, index) >= gather_units(tab.health_max, index)  # (B, U)
         has = has & ~(tab.heals & tab.is_enemy & healed)  # (B, U)
-    s.order = torch.where(has | (s.order != ATTACK), s.order, tab.idle)  # (B, U)
+    keep = has | (s.order != ATTACK)  # (B, U)
+    if tab.attack_units:  # the map's attack order stands when its unit dies
+        keep = keep | tab.is_enemy  # (B, U)
+    s.order = torch.where(keep, s.order, tab.idle)  # (B, U)
     target = torch.where(has, s.target, tab.no_target)  # (B, U)
     n = tab.n_allies
     on_order = s.order[:, n:] == ATTACK_MOVE  # (B, M)
     seek = on_order | (tab.static[:, n:] & (s.order[:, n:] == IDLE))  # (B, M)
-    need = seek & ~has[:, n:] & live[:, n:]  # (B, M)
-    # On the CPU a loop where every enemy has a target skips the search (same result).
+    need = seek & live[:, n:] & (~has[:, n:] | out[:, n:])  # (B, M)
+    # On the CPU a loop where no enemy looks for a target skips the search (same result).
     if terrain.busy(need):
         grab, found = _acquire(s, tab, live, need)  # (B, M), (B, M)
         target = torch.cat([target[:, :n], torch.where(grab, found, target[:, n:])], 1)  # (B, U)
-        if tab.hunt:
-            _hunt(s, tab, live, need & ~grab)
+    if tab.attack_units:
+        follow = (s.order[:, n:] == ATTACK) & live[:, n:] & (target[:, n:] < 0)  # (B, M)
+        if terrain.busy(follow):
+            nearest, found = _nearest_ally(s, tab, live)  # (B, M), (B, M)
+            follow = follow & torch.isfinite(nearest)  # (B, M)
+            target = torch.cat([target[:, :n], torch.where(follow, found, target[:, n:])], 1)
     s.target = target  # (B, U)
     return target >= 0
 
@@ -428,8 +513,11 @@ def _retarget(s: UnitState, tab: UnitTable, live: torch.Tensor) -> torch.Tensor:
 def _acquire(
     s: UnitState, tab: UnitTable, live: torch.Tensor, need: torch.Tensor
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Stock AI: the nearest living ally it can hit within its acquisition range.
+    """Stock AI's choice among the living allies it can hit within its acquisition range.
 
+    Every unit here has SC2's attack target priority 20, so the tie-breaks decide, as the
+    default tactical AI does: an ally that is attacking it (that ally's target, within
+    that ally's reach) first, then an ally within its own weapon range, then the nearest.
     An enemy medivac instead takes the nearest damaged friendly non-medivac in sight.
     Returns (acquired (B, M) bool, unit index (B, M) long).
     """
@@ -438,11 +526,15 @@ def _acquire(
     dx = x[:, n:].unsqueeze(2) - x[:, :n].unsqueeze(1)  # (B, M, N)
     dy = y[:, n:].unsqueeze(2) - y[:, :n].unsqueeze(1)  # (B, M, N)
     dist2 = dx.square() + dy.square()  # (B, M, N)
-    ok = live[:, None, :n]  # (B, 1, N)
+    ok = live[:, None, :n] & (dist2 <= tab.acquire2)  # (B, M, N)
     if not tab.acquire_all:
         ok = ok & tab.valid[:, n:, :n]  # (B, M, N)
-    nearest, found = dist2.masked_fill(~ok, float("inf")).min(dim=2)  # (B, M), (B, M)
-    grab = need & (nearest <= tab.acquire2.gather(2, found.unsqueeze(-1)).squeeze(-1))  # (B, M)
+    attacking = s.target[:, None, :n] == tab.rows[n:, None]  # (B, M, N) ally's target is m
+    attacking = attacking & (dist2 <= tab.threat2)  # (B, M, N) ... and m is in its reach
+    key = dist2 + _NOT_IN_RANGE * (dist2 > tab.enemy_reach2)  # (B, M, N)
+    key = key + _NOT_ATTACKING * ~attacking  # (B, M, N)
+    best, found = key.masked_fill(~ok, float("inf")).min(dim=2)  # (B, M), (B, M)
+    grab = need & torch.isfinite(best)  # (B, M)
     if tab.enemy_heal:
         ex = x[:, n:].unsqueeze(2) - x[:, n:].unsqueeze(1)  # (B, M, M)
         ey = y[:, n:].unsqueeze(2) - y[:, n:].unsqueeze(1)  # (B, M, M)
@@ -457,16 +549,31 @@ def _acquire(
     return grab, found
 
 
-def _hunt(s: UnitState, tab: UnitTable, live: torch.Tensor, lost: torch.Tensor) -> None:
-    """Enemies (B, M) that see nobody to attack walk to the nearest ally they can hit."""
+def _nearest_ally(
+    s: UnitState, tab: UnitTable, live: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """For every enemy the nearest living ally it can hit, anywhere on the map.
+
+    Returns (squared distance (B, M), inf when there is none; ally index (B, M) long).
+    """
     n = tab.n_allies
     gap = s.pos[:, :n].unsqueeze(1) - s.pos[:, n:].unsqueeze(2)  # (B, M, N, 2)
     dist2 = gap[..., 0].square() + gap[..., 1].square()  # (B, M, N)
     ok = live[:, None, :n] & tab.valid[:, n:, :n]  # (B, M, N)
-    nearest, found = dist2.masked_fill(~ok, float("inf")).min(dim=2)  # (B, M), (B, M)
-    lost = lost & torch.isfinite(nearest)  # (B, M)
-    goal = torch.where(lost.unsqueeze(-1), gather_units(s.pos, found), s.goal[:, n:])  # (B, M, 2)
+    return dist2.masked_fill(~ok, float("inf")).min(dim=2)  # (B, M), (B, M)
+
+
+def hunt(s: UnitState, tab: UnitTable, due: torch.Tensor) -> None:
+    """SMACv2's map script, run every 0.5 game-s in the copies where ``due`` (B,) is set:
+    every living enemy without a target attack-moves to the nearest ally it can hit."""
+    n = tab.n_allies
+    live = alive(s)  # (B, U)
+    nearest, found = _nearest_ally(s, tab, live)  # (B, M), (B, M)
+    go = due.unsqueeze(1) & live[:, n:] & (s.target[:, n:] < 0) & torch.isfinite(nearest)
+    goal = torch.where(go.unsqueeze(-1), gather_units(s.pos, found), s.goal[:, n:])  # (B, M, 2)
+    order = torch.where(go, ATTACK_MOVE, s.order[:, n:])  # (B, M)
     s.goal = torch.cat([s.goal[:, :n], goal], 1)  # (B, U, 2)
+    s.order = torch.cat([s.order[:, :n], order], 1)  # (B, U)
 
 
 def _move(
@@ -494,9 +601,49 @@ def _move(
     span = length(delta)  # (B, U)
     travel = torch.minimum(tab.speed, span - stop).clamp(min=0) * (chase | walk)  # (B, U)
     step = delta * (travel / span.clamp(min=_EPS)).unsqueeze(-1)  # (B, U, 2)
-    s.pos = clamp_to_area(s.pos + step, tab.nav)  # (B, U, 2)
+    pos = s.pos + step  # (B, U, 2)
+    if tab.collide:
+        pos = _separate(pos, tab, live, step)  # (B, U, 2)
+    s.pos = clamp_to_area(pos, tab.nav)  # (B, U, 2)
     arrived = (s.order == MOVE) & (goal_dist <= tab.speed)  # (B, U)
     s.order = torch.where(arrived, tab.idle, s.order)  # (B, U)
+
+
+def _separate(
+    pos: torch.Tensor, tab: UnitTable, live: torch.Tensor, step: torch.Tensor
+) -> torch.Tensor:
+    """Push overlapping living units of one collision layer apart, (B, U, 2).
+
+    ``pos`` is after this loop's walking ``step`` (B, U, 2). For every overlapping pair
+    (``r_u + r_v - |u - v|`` > 0) the unit that walked into the other takes the whole
+    overlap; when both or neither did, the later unit (by index) takes ``0.5 + PRIORITY``
+    of it, so two units pressing into one gap do not lock (a static unit takes none, its
+    partner all: ``tab.push``). So a walker is held at the edge of a crowd and cannot shove it:
+    units that stand (attacking, or stopped) keep their place, melee units fill the ring
+    round a target and the rest wait behind, and a choke passes what fits. Each unit's
+    summed push is turned by ``SLIDE``, the same way for every unit, so units meeting
+    head-on slide past each other and a blocked walker slides round what blocks it.
+    One pass per game loop over every pair at once (a Jacobi step, so a crowd settles
+    over a few loops). Units on one point split along fixed per-unit offsets.
+    """
+    # Coincident units made distinct; the dead set far apart, out of everyone's way.
+    where = pos + torch.where(live.unsqueeze(-1), tab.tie, tab.away)  # (B, U, 2)
+    x, y = where[..., 0], where[..., 1]  # (B, U), (B, U)
+    dx = x.unsqueeze(2) - x.unsqueeze(1)  # (B, U, U) u - v
+    dy = y.unsqueeze(2) - y.unsqueeze(1)  # (B, U, U)
+    dist = torch.hypot(dx, dy)  # (B, U, U)
+    depth = tab.touch - dist  # (B, U, U) overlap where > 0
+    # On the CPU a loop in which no units touch skips the rest (same result).
+    if not terrain.busy(depth > 0):
+        return pos
+    # u walked into v when its step points from u towards v: step_u . (u - v) < 0
+    into = step[..., :1] * dx + step[..., 1:] * dy < 0  # (B, U, U)
+    alone = into != into.transpose(1, 2)  # (B, U, U) one of the two walked into the other
+    share = torch.where(alone, into.float(), tab.push)  # (B, U, U)
+    scale = depth.clamp_(min=0).mul_(share).div_(dist.clamp_(min=_EPS))  # (B, U, U)
+    px, py = (dx * scale).sum(2), (dy * scale).sum(2)  # (B, U), (B, U) summed pushes
+    cos, sin = math.cos(SLIDE), math.sin(SLIDE)
+    return pos + torch.stack([px * cos - py * sin, px * sin + py * cos], -1)  # (B, U, 2)
 
 
 def _splash(

@@ -94,3 +94,68 @@ def test_timestep_features(make_env: MakeEnv) -> None:
     env.step(torch.ones(1, 3, dtype=torch.long))
     assert env.obs()[0, :, -1].tolist() == pytest.approx([2 / 60] * 3)
     assert env.state()[0, -1].item() == pytest.approx(2 / 60)
+
+
+# SMAC's get_obs_size at default flags (battle-spec.md §2), and SMACv2's protoss_5_vs_5:
+# 4 moves + 5 enemies x 9 + 4 allies x 9 + own (health, shield, x, y, 3 type bits).
+BASE_OBS = {"3m": 30, "2s3z": 80, "protoss_5_vs_5": 4 + 5 * 9 + 4 * 9 + 7}
+
+
+@pytest.mark.parametrize("map_name", sorted(BASE_OBS))
+@pytest.mark.parametrize(("pathing", "height"), [(True, False), (False, True), (True, True)])
+def test_pathing_and_height_obs_sizes(
+    make_env: MakeEnv, map_name: str, pathing: bool, height: bool
+) -> None:
+    # SMAC's get_obs_move_feats_size: +8 pathing, +9 heights; the state and the feature
+    # names (state columns) do not change.
+    plain = make_env(map_name)
+    env = make_env(map_name, obs_pathing_grid=pathing, obs_terrain_height=height)
+    size = BASE_OBS[map_name] + 8 * pathing + 9 * height
+    info = env.smac_env_info()
+    assert info["obs_shape"] == size == env.obs().shape[-1]
+    assert info["state_shape"] == plain.smac_env_info()["state_shape"]
+    assert info["agent_features"] == plain.smac_env_info()["agent_features"]
+    assert info["enemy_features"] == plain.smac_env_info()["enemy_features"]
+    whole = make_env(map_name, obs_pathing_grid=pathing, obs_instead_of_state=True)
+    assert whole.get_env_info().state_shape == whole.n_agents * (BASE_OBS[map_name] + 8 * pathing)
+
+
+GROUND = 64 / 255  # cliff level of the ground / 255
+
+
+def test_3m_pathing_and_heights_by_hand(make_env: MakeEnv, scenario: Scenario) -> None:
+    # Strip y 7..24. Agent 0 at cell (10, 8), just above the strip's south edge; agent 1
+    # at cell (0, 8) on the west edge: points x < 0 are off the map and read 1 (SMAC).
+    # Points (move_amount 2): N (x, y+4), S (x, y-4), E (x+4, y), W (x-4, y), NE (x+2,
+    # y+2), SW (x-2, y-2), SE (x+2, y-2), NW (x-2, y+2), then own cell for heights.
+    env = make_env("3m", batch_size=2, obs_pathing_grid=True, obs_terrain_height=True)
+    scenario(env, {0: (10.5, 8.7), 1: (0.6, 8.2), 3: (30.0, 20.0)})
+    obs = env.obs()
+    first = obs[0, 0, 4:21].tolist()
+    assert first[:8] == [1.0, 0.0, 1.0, 1.0, 1.0, 0.0, 0.0, 1.0]  # S, SW, SE: y 4 or 6, void
+    g = GROUND
+    assert first[8:] == pytest.approx([g, 0.0, g, g, g, 0.0, 0.0, g, g])
+    edge = obs[0, 1, 4:21].tolist()
+    assert edge[:8] == [1.0, 0.0, 1.0, 1.0, 1.0, 1.0, 0.0, 1.0]  # W, SW, NW off the map: 1
+    assert edge[8:] == pytest.approx([g, 0.0, g, 1.0, g, 1.0, 0.0, 1.0, g])
+    assert obs[0, 2].abs().sum().item() == 0.0  # dead agent 2: all zeros
+    assert torch.equal(obs[1], obs[0])  # every copy, the same units
+    # Copies apart: copy 1's agent 0 one cell north reads the strip everywhere.
+    pos = env.units.pos.clone()  # (B, U, 2)
+    pos[1, 0] = torch.tensor([10.5, 11.7])
+    env.set_unit_state(pos=pos)
+    assert env.obs()[1, 0, 4:12].tolist() == [1.0] * 8
+    assert env.obs()[0, 0, 4:12].tolist() == first[:8]
+
+
+def test_2c_vs_64zg_plateau_edge_heights(make_env: MakeEnv, scenario: Scenario) -> None:
+    # A colossus at cell (8, 17) on the plateau (128, x 7-24, y 13-20), next to its
+    # north edge (y 21: void) and the west ramp (x 4, 5, 6 graded 72, 88, 104).
+    env = make_env("2c_vs_64zg", obs_pathing_grid=True, obs_terrain_height=True)
+    scenario(env, {0: (8.5, 17.5), 2: (16.0, 5.0)})
+    obs = env.obs()[0, 0, 4:21].tolist()
+    # N (8, 21), S (8, 13), E (12, 17), W (4, 17), NE (10, 19), SW (6, 15), SE (10, 15),
+    # NW (6, 19): only N is off the ground.
+    assert obs[:8] == [0.0] + [1.0] * 7
+    expected = [0, 128, 128, 72, 128, 104, 128, 64, 128]  # NW (6, 19) is ground beside it
+    assert obs[8:] == pytest.approx([level / 255 for level in expected])

@@ -1,0 +1,234 @@
+"""Unit collisions and the stock AI's target choice, worked by hand.
+
+Units have their SC2 radii and do not overlap: after walking, the unit that walked into
+another takes the overlap (both half when both did), turned by ``sim.SLIDE`` so units
+meeting head-on slide past. Colossi walk over small ground units, air units over
+ground ones, and a static unit is never pushed. Envs here play one game loop per step
+(``step_mul=1``) where the test checks every loop. Units are indexed allies first.
+"""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from conftest import MakeEnv, Scenario
+
+from marl.envs.battle import maps
+from marl.envs.battle.env import BattleEnv
+from marl.envs.battle.frame import Rect
+from marl.envs.battle.maps import Group, MapSpec
+from marl.envs.battle.sim import ATTACK
+from marl.envs.battle.units import MELEE_RANGE
+
+STOP, EAST, WEST, ATTACK_0 = 1, 4, 5, 6
+TOLERANCE = 0.02  # overlap allowed after a loop, in map units
+
+
+def step(env: BattleEnv, actions: dict[int, int]) -> None:
+    """Agents in ``actions`` act, the other living agents stop, the dead no-op."""
+    row = env.avail_actions()[0, :, STOP].long()  # (N,) 1 alive, 0 dead
+    for i, a in actions.items():
+        row[i] = a
+    env.step(row.unsqueeze(0))
+
+
+def overlaps(env: BattleEnv, units: list[int] | None = None) -> torch.Tensor:
+    """r_u + r_v - |u - v| over pairs of living units (of ``units``), (K, K)."""
+    pos, radius = env.units.pos[0], env.tab.radius[0]  # (U, 2), (U,)
+    keep = torch.tensor(units) if units is not None else (env.units.health[0] > 0).nonzero()[:, 0]
+    gap = torch.cdist(pos[keep], pos[keep])  # (K, K)
+    deep = radius[keep].unsqueeze(1) + radius[keep].unsqueeze(0) - gap  # (K, K)
+    return deep.fill_diagonal_(-math.inf)
+
+
+def in_reach(env: BattleEnv, target: int, attackers: slice) -> int:
+    """Living attackers whose edge is within melee range of ``target``'s edge."""
+    pos, radius, live = env.units.pos[0], env.tab.radius[0], env.units.health[0] > 0
+    gap = (pos[attackers] - pos[target]).norm(dim=-1)  # (K,)
+    reach = radius[target] + radius[attackers] + MELEE_RANGE + 1e-3  # (K,)
+    return int(((gap <= reach) & live[attackers]).sum())
+
+
+def ring(big: float, small: float) -> int:
+    """How many units of radius ``small`` fit round one of radius ``big`` in melee reach."""
+    return math.floor(math.pi / math.asin(small / (big + small + MELEE_RANGE)))
+
+
+def test_two_units_ordered_through_each_other_slide_past(
+    make_env: MakeEnv, scenario: Scenario
+) -> None:
+    env = make_env("3m", step_mul=1)
+    scenario(env, {0: (10.0, 16.0), 1: (14.0, 16.0), 5: (30.0, 24.0)}, disarmed=(5,))
+    worst = -math.inf
+    for _ in range(120):  # 7.5 game-s: each walks 2.25 per second, east and west
+        step(env, {0: EAST, 1: WEST})
+        worst = max(worst, float(overlaps(env, [0, 1]).max()))
+    assert worst <= TOLERANCE
+    x = env.units.pos[0, :2, 0]  # (2,)
+    assert float(x[0]) > 14.0 and float(x[1]) < 10.0  # they passed each other
+
+
+def test_without_collisions_they_walk_through_each_other(
+    make_env: MakeEnv, scenario: Scenario
+) -> None:
+    env = make_env("3m", step_mul=1, collisions=False)
+    scenario(env, {0: (10.0, 16.0), 1: (14.0, 16.0), 5: (30.0, 24.0)}, disarmed=(5,))
+    worst = -math.inf
+    for _ in range(40):
+        step(env, {0: EAST, 1: WEST})
+        worst = max(worst, float(overlaps(env, [0, 1]).max()))
+    assert worst > 0.6  # nearly on one point (0.0625 apart at the closest loop)
+    assert env.units.pos[0, :2, 1].tolist() == [16.0, 16.0]  # straight lines
+
+
+def test_zerglings_fill_the_ring_round_a_zealot_and_wait_behind(make_env: MakeEnv) -> None:
+    # corridor: 24 zerglings attack-move on one zealot that stands still (the other
+    # zealots dead, everybody disarmed). At most ring(0.5, 0.375) = 7 fit in reach.
+    env = make_env("corridor")
+    u, n = env.tab.n_units, env.n_agents
+    pos = env.units.pos[0].clone()  # (U, 2)
+    pos[0] = torch.tensor([20.0, 20.0])
+    health = env.tab.health_max[0].clone()  # (U,)
+    health[1:n] = 0.0
+    health[0] = 1e6
+    env.set_unit_state(pos=pos, health=health, cooldown=torch.full((u,), 1e9))
+    most = 0
+    for _ in range(60):
+        step(env, {})
+        most = max(most, in_reach(env, 0, slice(n, u)))
+    assert ring(0.5, 0.375) == 7
+    assert 6 <= most <= 7  # the ring fills, never past what fits
+    assert float(overlaps(env).max()) <= 0.35  # the crowd behind stays loose
+
+
+def test_zerglings_ring_a_colossus_they_may_walk_under(make_env: MakeEnv) -> None:
+    # 2c_vs_64zg: the zerglings attack the colossi; one colossus is left, standing. The
+    # colossus (massive) does not push zerglings, but those in reach stand and the rest
+    # are held behind them: never more than ring(1.0, 0.375) = 12 in reach.
+    env = make_env("2c_vs_64zg")
+    u, n = env.tab.n_units, env.n_agents
+    pos = env.units.pos[0].clone()  # (U, 2)
+    pos[0] = torch.tensor([16.0, 16.0])
+    health = env.tab.health_max[0].clone()  # (U,)
+    health[1] = 0.0
+    health[0] = 1e6
+    env.set_unit_state(pos=pos, health=health, cooldown=torch.full((u,), 1e9))
+    most = 0
+    for _ in range(30):
+        step(env, {})
+        most = max(most, in_reach(env, 0, slice(n, u)))
+    assert ring(1.0, 0.375) == 12
+    assert 8 <= most <= 12
+
+
+def test_layers_colossus_over_zerglings_colossi_collide(make_env: MakeEnv) -> None:
+    env = make_env("2c_vs_64zg", step_mul=1)
+    u, n = env.tab.n_units, env.n_agents
+    pos = env.units.pos[0].clone()  # (U, 2)
+    pos[0], pos[1], pos[n] = (
+        torch.tensor([10.0, 16.0]),
+        torch.tensor([13.0, 16.0]),
+        torch.tensor(
+            [
+                10.0,
+                16.0,
+            ]
+        ),
+    )
+    health = env.tab.health_max[0].clone()  # (U,)
+    health[n + 1 :] = 0.0
+    env.set_unit_state(pos=pos, health=health, cooldown=torch.full((u,), 1e9))
+    step(env, {0: STOP, 1: STOP})
+    assert float(overlaps(env, [0, n]).max()) > 1.3  # the zergling stands under colossus 0
+    for _ in range(40):
+        step(env, {0: EAST, 1: WEST})
+        assert float(overlaps(env, [0, 1]).max()) <= TOLERANCE  # colossi do not overlap
+
+
+def test_a_choke_passes_units_in_file(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Two rooms joined by a passage 1.5 wide: a zealot (radius 0.5) fits, two abreast
+    # (2.0) do not. Four enemy zealots attack-move from the west room to the east one
+    # (the one ally, a zergling, waits there); they go through one behind the other.
+    spec = MapSpec(
+        "choke_test", (Group("zergling", 1, (28.0, 16.0)),), (Group("zealot", 4, (6.0, 16.0)),),
+        400, "zealots", 0, "Z", "P", attack_target=(25.0, 16.0),
+        pathable=(Rect(2.0, 10.0, 12.0, 22.0), Rect(11.0, 15.25, 21.0, 16.75),
+                  Rect(20.0, 10.0, 30.0, 22.0)),
+    )  # fmt: skip
+    monkeypatch.setitem(maps.MAPS, "choke_test", spec)
+    env = BattleEnv("choke_test", batch_size=1, seed=0, step_mul=1)
+    env.set_unit_state(cooldown=torch.full((5,), 1e9), health=torch.tensor([1e6] + [100.0] * 4))
+    zealots = [1, 2, 3, 4]
+    worst, abreast = -math.inf, 0
+    for _ in range(300):
+        step(env, {})
+        worst = max(worst, float(overlaps(env, zealots).max()))
+        x = env.units.pos[0, 1:, 0]  # (4,)
+        inside = x[(x > 12.5) & (x < 19.5)]  # wholly in the passage
+        gaps = (inside.unsqueeze(0) - inside.unsqueeze(1)).abs()  # (K, K)
+        abreast = max(abreast, int((gaps + torch.eye(len(inside)) * 9 < 0.9).sum()))
+    assert worst <= 0.2  # the wall's clamp at the mouth may undo a push for a loop
+    assert abreast == 0  # in the passage, no two within 0.9 of each other along it
+    assert bool((env.units.pos[0, 1:, 0] > 20.0).all())  # all four came through
+
+
+def test_an_enemy_turns_on_the_ally_that_attacks_it(make_env: MakeEnv, scenario: Scenario) -> None:
+    # 3s_vs_3z: enemy zealot 3 acquires stalker 0, the nearest (3 away, in sight), and
+    # walks to it. Stalker 1, 5 away, attacks the zealot (in its reach 6 + 0.625 + 0.5):
+    # SC2's AI prefers a unit attacking it, so the zealot turns on stalker 1.
+    env = make_env("3s_vs_3z", step_mul=1)
+    scenario(env, {0: (13.0, 16.0), 1: (21.0, 16.0), 3: (16.0, 16.0)}, disarmed=(0, 1, 3))
+    step(env, {0: STOP, 1: STOP})
+    assert int(env.units.target[0, 3]) == 0
+    step(env, {0: STOP, 1: ATTACK_0})
+    assert int(env.units.target[0, 3]) == 1
+
+
+def test_an_enemy_switches_to_an_ally_within_its_weapon_range(
+    make_env: MakeEnv, scenario: Scenario
+) -> None:
+    # 3m: enemy marine 3 (reach 5.75) holds ally 0 at 5 as its target; ally 0 walks away
+    # west out of reach while ally 1 stands 5.5 away: the enemy takes ally 1 (in range)
+    # instead of chasing.
+    env = make_env("3m", step_mul=1)
+    scenario(env, {0: (15.0, 16.0), 1: (20.0, 10.5), 3: (20.0, 16.0)}, disarmed=(0, 1, 3))
+    step(env, {0: STOP, 1: STOP})
+    assert int(env.units.target[0, 3]) == 0
+    for _ in range(8):
+        step(env, {0: WEST, 1: STOP})
+    assert int(env.units.target[0, 3]) == 1
+
+
+def test_2c_vs_64zg_zerglings_are_ordered_to_attack_the_colossi(make_env: MakeEnv) -> None:
+    env = make_env("2c_vs_64zg")
+    n = env.n_agents
+    step(env, {})
+    s = env.units
+    assert bool((s.order[0, n:] == ATTACK).all())
+    first = s.target[0, n:]  # (M,) each zergling's colossus: the nearer one
+    assert set(first.tolist()) <= {0, 1}
+    health = s.health[0].clone()  # (U,)
+    health[0] = 0.0
+    cooldown = torch.full((env.tab.n_units,), 1e9)
+    env.set_unit_state(health=health, cooldown=cooldown)
+    step(env, {})
+    assert bool((env.units.target[0, n:] == 1).all())  # all on the colossus left
+
+
+def test_smacv2_enemies_hunt_the_nearest_ally_every_half_second() -> None:
+    # protoss_5_vs_5: put every ally in a corner, far out of the enemies' sight: each
+    # 0.5 game-s (8 loops) the map re-orders the enemies without a target to attack-move
+    # to the nearest ally's position, so they come.
+    env = BattleEnv("protoss_5_vs_5", batch_size=1, seed=0)
+    u, n = env.tab.n_units, env.n_agents
+    pos = env.units.pos[0].clone()  # (U, 2)
+    pos[:n] = torch.tensor([[1.0 + i, 1.0] for i in range(n)])
+    pos[n:] = torch.tensor([[31.0 - i, 31.0] for i in range(u - n)])
+    env.set_unit_state(pos=pos, cooldown=torch.full((u,), 1e9))
+    before = (env.units.pos[0, n:] - pos[:n].mean(0)).norm(dim=-1)  # (M,)
+    for _ in range(4):
+        step(env, {})
+    after = (env.units.pos[0, n:] - pos[:n].mean(0)).norm(dim=-1)  # (M,)
+    assert bool((after < before - 3.0).all())
