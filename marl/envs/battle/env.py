@@ -69,6 +69,7 @@ from marl.envs.battle.sim import (
     UnitState,
     UnitTable,
     alive,
+    contacts,
     game_loop,
     hunt,
     type_columns,
@@ -482,10 +483,11 @@ class BattleEnv:
             restart = restart + (draws * 2 - 1) * COOLDOWN_JITTER  # (B, L, U)
         shots = torch.full((b, u), NO_TARGET, device=self.device)  # (B, U)
         played = self._t * loops  # (B,) game loops this episode so far
+        near = contacts(self._units, self.tab) if self.tab.collide else None
         for loop in range(loops):
             if self.tab.hunt:
                 hunt(self._units, self.tab, live & ((played + loop) % HUNT_LOOPS == 0))
-            fired = self._game_loop(self._units, self.tab, restart[:, loop])  # (B, U)
+            fired = self._game_loop(self._units, self.tab, restart[:, loop], near)  # (B, U)
             if self._recordings:
                 shots = torch.where(fired >= 0, fired, shots)  # (B, U)
         return shots

@@ -79,7 +79,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, fields
 from functools import lru_cache
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 
@@ -122,6 +122,7 @@ MOVERS = ("ground", "cliff", "air")  # terrain classes; a static unit uses the g
 # Collision layer per mover: units collide only within one layer. The colossus (the only
 # cliff walker) is SC2's only massive unit here: it walks over small ground units.
 LAYERS = {"ground": 0, "static": 0, "cliff": 1, "air": 2}
+NEIGHBOURS = 8  # collision partners per unit per step on maps of more than 17 units
 PRIORITY = 0.25  # when two units walk into each other the later one takes 0.75 of it
 SLIDE = 0.3  # radians: a push is turned this much, so units meeting head-on slide past
 
@@ -248,6 +249,7 @@ class UnitTable:
     tie: torch.Tensor  # (U, 2) tiny fixed offsets that split units standing on one point
     away: torch.Tensor  # (U, 2) offsets that put dead units far from all and each other
     collide: bool  # some pair of units collides (and collisions are on)
+    near_k: int  # collision partners per unit on big maps (``contacts``); 0: every pair
     has_shields: bool  # any unit has shields (the shield volley is needed)
     any_heal: bool
     any_splash: bool
@@ -364,6 +366,7 @@ class UnitTable:
             tie=_tie_offsets(u, device),
             away=_tie_offsets(u, device) + 1e4 * (rows.unsqueeze(-1) + 1),
             collide=bool((push > 0).any()),
+            near_k=NEIGHBOURS if u > 2 * NEIGHBOURS + 1 else 0,
             has_shields=any(UNIT_TYPES[k].shield > 0 for k in present),
             any_heal=any(UNIT_TYPES[k].ability == "heal" for k in present),
             any_splash=any(UNIT_TYPES[k].ability == "splash" for k in present),
@@ -585,6 +588,7 @@ def _move(
     target_pos: torch.Tensor,
     dist: torch.Tensor,
     reach: torch.Tensor,
+    near: Contacts | None,
 ) -> None:
     """Walk towards targets out of range (stopping at range), move and attack-move points."""
     chase = has & ~in_range  # (B, U)
@@ -603,14 +607,49 @@ def _move(
     step = delta * (travel / span.clamp(min=_EPS)).unsqueeze(-1)  # (B, U, 2)
     pos = s.pos + step  # (B, U, 2)
     if tab.collide:
-        pos = _separate(pos, tab, live, step)  # (B, U, 2)
+        pos = _separate(pos, tab, live, step, near)  # (B, U, 2)
     s.pos = clamp_to_area(pos, tab.nav)  # (B, U, 2)
     arrived = (s.order == MOVE) & (goal_dist <= tab.speed)  # (B, U)
     s.order = torch.where(arrived, tab.idle, s.order)  # (B, U)
 
 
+class Contacts(NamedTuple):
+    """The collision partners each unit checks during one agent step, on big maps."""
+
+    partners: torch.Tensor  # (B, U * K) long, each unit's K nearest partners, flattened
+    touch: torch.Tensor  # (B, U, K) r_u + r_v (0: no partner in that slot)
+    push: torch.Tensor  # (B, U, K) u's share when both or neither walked
+
+
+def _spread(pos: torch.Tensor, tab: UnitTable, live: torch.Tensor) -> torch.Tensor:
+    """Positions for collisions, (B, U, 2): units on one point made distinct (tiny fixed
+    offsets), the dead set far apart, out of everyone's way."""
+    return pos + torch.where(live.unsqueeze(-1), tab.tie, tab.away)  # (B, U, 2)
+
+
+def contacts(s: UnitState, tab: UnitTable) -> Contacts | None:
+    """Each unit's ``tab.near_k`` nearest collision partners now, for the next step's
+    loops (None on maps small enough to check every pair). A unit walks at most 1.5 in
+    a step, so the partners it can touch are near it at the start; K = 8 holds the six
+    that can touch one unit in a packed crowd."""
+    if tab.near_k == 0:
+        return None
+    where = _spread(s.pos, tab, alive(s))  # (B, U, 2)
+    gap = where.unsqueeze(2) - where.unsqueeze(1)  # (B, U, U, 2)
+    d2 = gap[..., 0].square() + gap[..., 1].square()  # (B, U, U)
+    d2 = d2.masked_fill(tab.touch == 0, math.inf)  # (B, U, U) only partners
+    index = d2.topk(tab.near_k, dim=2, largest=False).indices  # (B, U, K)
+    return Contacts(
+        index.flatten(1), tab.touch.gather(2, index), tab.push.gather(2, index)
+    )  # (B, U * K), (B, U, K), (B, U, K)
+
+
 def _separate(
-    pos: torch.Tensor, tab: UnitTable, live: torch.Tensor, step: torch.Tensor
+    pos: torch.Tensor,
+    tab: UnitTable,
+    live: torch.Tensor,
+    step: torch.Tensor,
+    near: Contacts | None = None,
 ) -> torch.Tensor:
     """Push overlapping living units of one collision layer apart, (B, U, 2).
 
@@ -618,29 +657,40 @@ def _separate(
     (``r_u + r_v - |u - v|`` > 0) the unit that walked into the other takes the whole
     overlap; when both or neither did, the later unit (by index) takes ``0.5 + PRIORITY``
     of it, so two units pressing into one gap do not lock (a static unit takes none, its
-    partner all: ``tab.push``). So a walker is held at the edge of a crowd and cannot shove it:
-    units that stand (attacking, or stopped) keep their place, melee units fill the ring
-    round a target and the rest wait behind, and a choke passes what fits. Each unit's
-    summed push is turned by ``SLIDE``, the same way for every unit, so units meeting
-    head-on slide past each other and a blocked walker slides round what blocks it.
-    One pass per game loop over every pair at once (a Jacobi step, so a crowd settles
-    over a few loops). Units on one point split along fixed per-unit offsets.
+    partner all: ``tab.push``). So a walker is held at the edge of a crowd and cannot
+    shove it: units that stand (attacking, or stopped) keep their place, melee units
+    fill the ring round a target and the rest wait behind, and a choke passes what fits.
+    Each unit's summed push is turned by ``SLIDE``, the same way for every unit, so
+    units meeting head-on slide past each other and a blocked walker slides round what
+    blocks it. One pass per game loop over the pairs at once (a Jacobi step, so a crowd
+    settles over a few loops): every pair, or each unit's ``near`` partners.
     """
-    # Coincident units made distinct; the dead set far apart, out of everyone's way.
-    where = pos + torch.where(live.unsqueeze(-1), tab.tie, tab.away)  # (B, U, 2)
+    where = _spread(pos, tab, live)  # (B, U, 2)
     x, y = where[..., 0], where[..., 1]  # (B, U), (B, U)
-    dx = x.unsqueeze(2) - x.unsqueeze(1)  # (B, U, U) u - v
-    dy = y.unsqueeze(2) - y.unsqueeze(1)  # (B, U, U)
-    dist = torch.hypot(dx, dy)  # (B, U, U)
-    depth = tab.touch - dist  # (B, U, U) overlap where > 0
+    sx, sy = step[..., 0].unsqueeze(2), step[..., 1].unsqueeze(2)  # (B, U, 1), (B, U, 1)
+    if near is None:  # partners v: every unit, (B, 1, U)
+        vx, vy = x.unsqueeze(1), y.unsqueeze(1)
+        touch, push = tab.touch, tab.push  # (B, U, U)
+    else:  # partners v: the K of each unit, (B, U, K)
+        shape = near.touch.shape
+        vx, vy = x.gather(1, near.partners).view(shape), y.gather(1, near.partners).view(shape)
+        touch, push = near.touch, near.push
+    dx, dy = x.unsqueeze(2) - vx, y.unsqueeze(2) - vy  # (B, U, V) u - v
+    dist = torch.hypot(dx, dy)  # (B, U, V)
+    depth = touch - dist  # (B, U, V) overlap where > 0
     # On the CPU a loop in which no units touch skips the rest (same result).
     if not terrain.busy(depth > 0):
         return pos
     # u walked into v when its step points from u towards v: step_u . (u - v) < 0
-    into = step[..., :1] * dx + step[..., 1:] * dy < 0  # (B, U, U)
-    alone = into != into.transpose(1, 2)  # (B, U, U) one of the two walked into the other
-    share = torch.where(alone, into.float(), tab.push)  # (B, U, U)
-    scale = depth.clamp_(min=0).mul_(share).div_(dist.clamp_(min=_EPS))  # (B, U, U)
+    into = sx * dx + sy * dy < 0  # (B, U, V)
+    if near is None:
+        back = into.transpose(1, 2)  # (B, U, U) v walked into u
+    else:
+        vsx = step[..., 0].gather(1, near.partners).view(dx.shape)  # (B, U, K)
+        vsy = step[..., 1].gather(1, near.partners).view(dx.shape)  # (B, U, K)
+        back = vsx * dx + vsy * dy > 0  # (B, U, K) v walked into u
+    share = torch.where(into != back, into.float(), push)  # (B, U, V)
+    scale = depth.clamp_(min=0).mul_(share).div_(dist.clamp_(min=_EPS))  # (B, U, V)
     px, py = (dx * scale).sum(2), (dy * scale).sum(2)  # (B, U), (B, U) summed pushes
     cos, sin = math.cos(SLIDE), math.sin(SLIDE)
     return pos + torch.stack([px * cos - py * sin, px * sin + py * cos], -1)  # (B, U, 2)
@@ -768,8 +818,13 @@ def _regenerate(s: UnitState, tab: UnitTable, received: torch.Tensor, live: torc
         s.energy = torch.where(tab.heals & (s.health > 0), energy, s.energy)  # (B, U)
 
 
-def game_loop(s: UnitState, tab: UnitTable, restart: torch.Tensor) -> torch.Tensor:
+def game_loop(
+    s: UnitState, tab: UnitTable, restart: torch.Tensor, near: Contacts | None = None
+) -> torch.Tensor:
     """Advance every copy one game loop; returns each unit's shot target or -1, (B, U).
+
+    ``near`` (from ``contacts``, once per agent step) limits the collision pairs on big
+    maps; None checks every pair.
 
     ``restart`` (B, U) is the cooldown, in loops, of a weapon that fires this loop
     (the weapon's cooldown plus any jitter); the fraction of a loop by which the weapon
@@ -785,7 +840,7 @@ def game_loop(s: UnitState, tab: UnitTable, restart: torch.Tensor) -> torch.Tens
     in_range = has & (dist <= reach + RANGE_SLACK)  # (B, U)
     ready = in_range & (s.cooldown <= 0)  # (B, U)
     fire = ready & ~tab.heals if tab.any_heal else ready  # (B, U)
-    _move(s, tab, live, has, in_range, target_pos, dist, reach)
+    _move(s, tab, live, has, in_range, target_pos, dist, reach, near)
     before = s.health  # (B, U)
     # On the CPU a loop in which nobody fires skips the damage step (same result).
     if terrain.busy(fire):

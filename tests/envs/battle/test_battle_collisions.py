@@ -19,7 +19,7 @@ from marl.envs.battle import maps
 from marl.envs.battle.env import BattleEnv
 from marl.envs.battle.frame import Rect
 from marl.envs.battle.maps import Group, MapSpec
-from marl.envs.battle.sim import ATTACK
+from marl.envs.battle.sim import ATTACK, NEIGHBOURS, contacts
 from marl.envs.battle.units import MELEE_RANGE
 
 STOP, EAST, WEST, ATTACK_0 = 1, 4, 5, 6
@@ -232,3 +232,22 @@ def test_smacv2_enemies_hunt_the_nearest_ally_every_half_second() -> None:
         step(env, {})
     after = (env.units.pos[0, n:] - pos[:n].mean(0)).norm(dim=-1)  # (M,)
     assert bool((after < before - 3.0).all())
+
+
+def test_big_maps_check_each_units_nearest_partners(make_env: MakeEnv) -> None:
+    # 2c_vs_64zg (66 units): each unit checks its 8 nearest collision partners in a
+    # step. A colossus has one partner (the other colossus; zerglings pass under it),
+    # a zergling the 8 zerglings nearest to it.
+    env = make_env("2c_vs_64zg")
+    near = contacts(env.units, env.tab)
+    assert near is not None and near.touch.shape == (1, 66, NEIGHBOURS)
+    n = env.n_agents
+    partners = near.partners.view(1, 66, NEIGHBOURS)[0]  # (U, K)
+    real = near.touch[0] > 0  # (U, K)
+    assert partners[0][real[0]].tolist() == [1]  # colossus 0: only colossus 1
+    pos = env.units.pos[0]  # (U, 2)
+    gap = (pos[n:] - pos[n]).norm(dim=-1)  # (M,) zergling n to every zergling
+    gap[0] = math.inf
+    chosen = gap[partners[n] - n].sort().values  # (K,) distances of its partners
+    assert torch.allclose(chosen, gap.sort().values[:NEIGHBOURS])  # the nearest (ties: any)
+    assert contacts(make_env("3m").units, make_env("3m").tab) is None  # small: every pair
