@@ -96,7 +96,8 @@ def bench(
         for label, env, gen in zip(labels, envs, gens, strict=True):
             runs[label].append(run(env, gen, seconds))
     live = {label: [r[0] for r in got] for label, got in runs.items()}
-    copies = [r[1] for r in runs["defaults"]]
+    every = {label: [r[1] for r in got] for label, got in runs.items()}
+    copies = every["defaults"]
     result: dict[str, object] = {
         "map": map_name,
         "batch_size": batch_size,
@@ -109,8 +110,12 @@ def bench(
         median = statistics.median(live[label])
         result[label] = {
             "env_steps_per_s": round(median, 1),
+            "copy_steps_per_s": round(statistics.median(every[label]), 1),
             "runs": [round(r, 1) for r in live[label]],
             "defaults_over_this": round(statistics.median(live["defaults"]) / median, 3),
+            "copy_steps_defaults_over_this": round(
+                statistics.median(copies) / statistics.median(every[label]), 3
+            ),
         }
     return result | {"torch_threads": torch.get_num_threads(), **run_context(device)}
 

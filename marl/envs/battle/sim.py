@@ -364,7 +364,7 @@ class UnitTable:
             touch=grow((radius.unsqueeze(-1) + radius.unsqueeze(-2)) * (push > 0)),
             push=grow(push),
             tie=_tie_offsets(u, device),
-            away=_tie_offsets(u, device) + 1e4 * (rows.unsqueeze(-1) + 1),
+            away=1e4 * (rows.unsqueeze(-1) + 1.0).expand(u, 2),
             collide=bool((push > 0).any()),
             near_k=NEIGHBOURS if u > 2 * NEIGHBOURS + 1 else 0,
             has_shields=any(UNIT_TYPES[k].shield > 0 for k in present),
@@ -624,7 +624,7 @@ class Contacts(NamedTuple):
 def _spread(pos: torch.Tensor, tab: UnitTable, live: torch.Tensor) -> torch.Tensor:
     """Positions for collisions, (B, U, 2): units on one point made distinct (tiny fixed
     offsets), the dead set far apart, out of everyone's way."""
-    return pos + torch.where(live.unsqueeze(-1), tab.tie, tab.away)  # (B, U, 2)
+    return pos + tab.tie + (~live).unsqueeze(-1) * tab.away  # (B, U, 2)
 
 
 def contacts(s: UnitState, tab: UnitTable) -> Contacts | None:
@@ -670,10 +670,13 @@ def _separate(
     sx, sy = step[..., 0].unsqueeze(2), step[..., 1].unsqueeze(2)  # (B, U, 1), (B, U, 1)
     if near is None:  # partners v: every unit, (B, 1, U)
         vx, vy = x.unsqueeze(1), y.unsqueeze(1)
+        vsx, vsy = step[..., 0].unsqueeze(1), step[..., 1].unsqueeze(1)
         touch, push = tab.touch, tab.push  # (B, U, U)
     else:  # partners v: the K of each unit, (B, U, K)
-        shape = near.touch.shape
-        vx, vy = x.gather(1, near.partners).view(shape), y.gather(1, near.partners).view(shape)
+        shape, index = near.touch.shape, near.partners
+        vx, vy = x.gather(1, index).view(shape), y.gather(1, index).view(shape)
+        vsx = step[..., 0].gather(1, index).view(shape)  # (B, U, K)
+        vsy = step[..., 1].gather(1, index).view(shape)  # (B, U, K)
         touch, push = near.touch, near.push
     dx, dy = x.unsqueeze(2) - vx, y.unsqueeze(2) - vy  # (B, U, V) u - v
     dist = torch.hypot(dx, dy)  # (B, U, V)
@@ -683,12 +686,7 @@ def _separate(
         return pos
     # u walked into v when its step points from u towards v: step_u . (u - v) < 0
     into = sx * dx + sy * dy < 0  # (B, U, V)
-    if near is None:
-        back = into.transpose(1, 2)  # (B, U, U) v walked into u
-    else:
-        vsx = step[..., 0].gather(1, near.partners).view(dx.shape)  # (B, U, K)
-        vsy = step[..., 1].gather(1, near.partners).view(dx.shape)  # (B, U, K)
-        back = vsx * dx + vsy * dy > 0  # (B, U, K) v walked into u
+    back = vsx * dx + vsy * dy > 0  # (B, U, V) v walked into u: step_v . (u - v) > 0
     share = torch.where(into != back, into.float(), push)  # (B, U, V)
     scale = depth.clamp_(min=0).mul_(share).div_(dist.clamp_(min=_EPS))  # (B, U, V)
     px, py = (dx * scale).sum(2), (dy * scale).sum(2)  # (B, U), (B, U) summed pushes
