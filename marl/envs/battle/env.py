@@ -26,8 +26,8 @@ map's target point, acquiring the nearest ally in sight and re-acquiring when it
 dies (2s_vs_1sc's spine crawler has no order: it shoots what comes into range).
 A side left with only medivacs has lost (SMAC's and SMACv2's only_medivac_left).
 
-Randomness (2m_vs_1z's attack point, SMACv2 teams and start positions, and by option
-the spawn jitter and cooldown jitter SMAC does not have) comes from the env's own
+Randomness (SC2's random cooldown delay, 2m_vs_1z's attack point, SMACv2 teams and
+start positions, and by option spawn jitter) comes from the env's own
 counter-based generator, one stream per copy keyed by (seed, copy index), so copy 0 of
 a batched env plays exactly like a B = 1 env with the same seed and actions. On SMACv2
 maps ``max_reward`` is fixed per copy by the team of its first episode, as SMACv2 fixes
@@ -81,7 +81,9 @@ from marl.envs.smac_args import SMACArgs
 from marl.validation import bounds
 
 SIMULATOR = "marl.battle (approximation of SC2; not SMAC results)"
-COOLDOWN_JITTER = 1.0  # +- game loops added to a cooldown when it restarts
+# SC2 adds a random delay to every weapon cooldown, uniform in -0.0625..+0.125 game-s
+# (SC2Pod, "Attack speed"): -1..+2 game loops.
+COOLDOWN_DELAY = (-1.0, 2.0)
 SPAWN_GAP = 0.1  # space between neighbouring units in the spawn formation
 _SORT_SCALE = 1000.0  # agent sort key: type group, then x, then y
 NO_ACTION = -1  # last action before the first step (a zero one-hot, as SMAC)
@@ -94,9 +96,10 @@ class BattleEnvConfig(SMACArgs):
     _target_: str = "marl.envs.battle.env.BattleEnv"
     spawn_noise: float = field(default=0.0, metadata=bounds(0))
     """Each unit spawns up to this far (uniformly, per axis) from its formation slot
-    (SMAC has no start noise; 1.0 was the default before collisions)."""
-    cooldown_jitter: bool = False
-    """Add +-1 game loop (uniform) to every weapon cooldown restart (SMAC has none)."""
+    (SMAC places units exactly; 1.0 was the default before collisions)."""
+    cooldown_jitter: bool = True
+    """SC2's random delay: every weapon cooldown restart gets -1..+2 game loops (uniform),
+    so identical units drift apart and greedy test episodes differ, as in SC2."""
     collisions: bool = True
     """Units do not overlap: movement resolves overlaps by their SC2 radii (``sim.py``)."""
     use_unit_ranges: bool = False
@@ -480,7 +483,8 @@ class BattleEnv:
         restart = self.tab.cooldown.unsqueeze(1).expand(b, loops, u)  # (B, L, U) after a shot
         if self.cooldown_jitter:
             draws = self._rng.uniform(loops * u, advance=live).view(b, loops, u)  # (B, L, U)
-            restart = restart + (draws * 2 - 1) * COOLDOWN_JITTER  # (B, L, U)
+            low, high = COOLDOWN_DELAY
+            restart = restart + low + draws * (high - low)  # (B, L, U)
         shots = torch.full((b, u), NO_TARGET, device=self.device)  # (B, U)
         played = self._t * loops  # (B,) game loops this episode so far
         near = contacts(self._units, self.tab) if self.tab.collide else None

@@ -418,7 +418,9 @@ class Features:
         cooldown = s.cooldown.clamp(min=0)  # (B, U)
         if self.any_heal:
             cooldown = torch.where(self.tab.heals, s.energy, cooldown)  # (B, U) energy
-        cooldown = cooldown / self.tab.max_cd  # (B, U)
+        # SC2's random delay can push a cooldown past SMAC's divisor (the colossus: 25.97
+        # loops over 24): capped at 1, so every feature stays in [-1, 1] (unit_range).
+        cooldown = (cooldown / self.tab.max_cd).clamp(max=1.0)  # (B, U)
         allies = [health[:, :n, None], cooldown[:, :n, None], rel[:, :n]]
         enemies = [health[:, n:, None], rel[:, n:]]
         if self.shield_ally:

@@ -251,3 +251,21 @@ def test_big_maps_check_each_units_nearest_partners(make_env: MakeEnv) -> None:
     chosen = gap[partners[n] - n].sort().values  # (K,) distances of its partners
     assert torch.allclose(chosen, gap.sort().values[:NEIGHBOURS])  # the nearest (ties: any)
     assert contacts(make_env("3m").units, make_env("3m").tab) is None  # small: every pair
+
+
+def test_cooldowns_restart_with_sc2s_random_delay(make_env: MakeEnv, scenario: Scenario) -> None:
+    # A marine's cooldown is 0.61 x 22.4 = 13.664 loops. In the loop it fires, the
+    # cooldown restarts at 13.664 + delay + carry - 1, where carry (in (-1, 0]) is how
+    # early it was ready: so delay = after + 1 - 13.664 - before, SC2's -1..+2 loops.
+    env = make_env("3m", batch_size=64, step_mul=1, cooldown_jitter=True)
+    scenario(env, {0: (10.0, 16.0), 3: (13.0, 16.0)}, disarmed=(3,), health={3: 1e6})
+    delays = []
+    for _ in range(50):
+        before = env.units.cooldown[:, 0].clone()  # (B,)
+        env.step(torch.full((64, 3), ATTACK_0).where(env.avail_actions()[..., ATTACK_0], 0))
+        after = env.units.cooldown[:, 0]  # (B,)
+        fired = after > before  # (B,)
+        delays += (after + 1 - 13.664 - before)[fired].tolist()
+    assert len(delays) > 150
+    assert -1.0 - 1e-4 <= min(delays) < -0.8 and 1.8 < max(delays) <= 2.0 + 1e-4
+    assert 0.3 < sum(delays) / len(delays) < 0.7  # uniform: mean 0.5
