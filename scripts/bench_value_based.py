@@ -22,6 +22,7 @@ import json
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -46,10 +47,16 @@ def train(run_dir: Path, algo: str, map_name: str, seed: int, args: argparse.Nam
     """One whole training process; its record for runs.jsonl."""
     overrides = [f"algo={algo}", "env=battle", f"env.map_name={map_name}", f"seed={seed}"]
     overrides += [f"t_max={args.t_max}", f"test_interval={args.t_max // 10}"]
-    overrides += ["test_nepisode=32", "logger=[jsonl]", f"hydra.run.dir={run_dir}"]
+    overrides += ["test_nepisode=32", "logger=[jsonl]", f"hydra.run.dir={run_dir.resolve()}"]
     started = time.perf_counter()
+    # From the temp folder: `python -m` puts the working folder first on sys.path, so run
+    # from a repo root it would import that tree's marl, not the one PYTHONPATH names.
     proc = subprocess.run(
-        [sys.executable, "-m", "marl", *overrides], capture_output=True, text=True, check=False
+        [sys.executable, "-m", "marl", *overrides],
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=tempfile.gettempdir(),
     )
     wall = time.perf_counter() - started
     if proc.returncode != 0:
