@@ -1,7 +1,7 @@
 """Scripted mechanics with their arithmetic worked out by hand.
 
 Time base: 8 game loops per agent step, 16 loops per game-second, cooldowns in loops =
-faster-seconds x 22.4. Envs here have no spawn noise and no cooldown jitter. Units are
+faster-seconds x 22.4. Envs here have no spawn noise and no cooldown delay unless a test asks. Units are
 indexed allies first: on 3m allies 0-2, enemies 3-5; on 2s3z allies 0-1 stalkers and
 2-4 zealots, enemies 5-6 stalkers and 7-9 zealots.
 """
@@ -207,3 +207,21 @@ def test_enemy_attack_moves_and_acquires_nearest(make_env: MakeEnv, scenario: Sc
         act(env, STOP, STOP, 0)
     assert int(env.units.target[0, 3]) == 0
     assert float(env.units.health[0, 0]) < 45.0 and float(env.units.health[0, 1]) == 45.0
+
+
+def test_cooldowns_restart_with_sc2s_random_delay(make_env: MakeEnv, scenario: Scenario) -> None:
+    # A marine's cooldown is 0.61 x 22.4 = 13.664 loops. In the loop it fires, the
+    # cooldown restarts at 13.664 + delay + carry - 1, where carry (in (-1, 0]) is how
+    # early it was ready: so delay = after + 1 - 13.664 - before, SC2's -1..+2 loops.
+    env = make_env("3m", batch_size=64, step_mul=1, cooldown_jitter=True)
+    scenario(env, {0: (10.0, 16.0), 3: (13.0, 16.0)}, disarmed=(3,), health={3: 1e6})
+    delays = []
+    for _ in range(50):
+        before = env.units.cooldown[:, 0].clone()  # (B,)
+        env.step(torch.full((64, 3), ATTACK_0).where(env.avail_actions()[..., ATTACK_0], 0))
+        after = env.units.cooldown[:, 0]  # (B,)
+        fired = after > before  # (B,)
+        delays += (after + 1 - 13.664 - before)[fired].tolist()
+    assert len(delays) > 150
+    assert -1.0 - 1e-4 <= min(delays) < -0.8 and 1.8 < max(delays) <= 2.0 + 1e-4
+    assert 0.3 < sum(delays) / len(delays) < 0.7  # uniform: mean 0.5
