@@ -1,9 +1,9 @@
 """Scripted mechanics with their arithmetic worked out by hand.
 
 Time base: 8 game loops per agent step, 16 loops per game-second, cooldowns in loops =
-faster-seconds x 22.4. Envs here have no spawn noise and no cooldown delay unless a test asks. Units are
-indexed allies first: on 3m allies 0-2, enemies 3-5; on 2s3z allies 0-1 stalkers and
-2-4 zealots, enemies 5-6 stalkers and 7-9 zealots.
+faster-seconds x 22.4. Envs here have no spawn noise and no cooldown delay unless a
+test asks. Units are indexed allies first: on 3m allies 0-2, enemies 3-5; on 2s3z
+allies 0-1 stalkers and 2-4 zealots, enemies 5-6 stalkers and 7-9 zealots.
 """
 
 from __future__ import annotations
