@@ -67,8 +67,13 @@ def test_ctrl_c_on_the_command_line_exits_130_with_one_line(tmp_path: Path) -> N
     run_dir = tmp_path / "run"
     args = ["env=matrix", "batch_size_run=1", "t_max=1000000", "save_model=true"]
     args += ["save_model_interval=1000000", f"hydra.run.dir={run_dir}"]
+    # A terminal's Ctrl-C reaches a process whose SIGINT is not ignored; a suite started
+    # in the background (`cmd &` in a script) would hand its runs an ignored SIGINT.
     proc = subprocess.Popen(
-        [sys.executable, "-m", "marl", *args], stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+        [sys.executable, "-m", "marl", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     deadline = time.time() + 60
     while time.time() < deadline and not list_steps(run_dir / "checkpoints")[0]:
