@@ -25,7 +25,13 @@ from torch import nn
 from marl.controllers.mac import MultiAgentController
 from marl.data.episode_batch import EpisodeBatch
 from marl.exploration.softmax import SoftmaxSelector, log_policy
-from marl.learners.common import make_optimiser, played_at, softmax_selector, valid_transitions
+from marl.learners.common import (
+    gradient_step,
+    make_optimiser,
+    played_at,
+    softmax_selector,
+    valid_transitions,
+)
 from marl.ops.masked import masked_mean
 from marl.ops.returns import gae
 from marl.ops.running_stats import RunningMeanStd
@@ -287,10 +293,7 @@ class ActorCriticLearner:
         loss = policy_loss + self.value_coef * v_loss - self.entropy_coef * entropy_mean
 
         # 5. OPTIMISE
-        self.optimiser.zero_grad(set_to_none=True)
-        loss.backward()
-        grad_norm = torch.nn.utils.clip_grad_norm_(self.params, self.grad_norm_clip)
-        self.optimiser.step()
+        grad_norm = gradient_step(self.optimiser, loss, self.params, self.grad_norm_clip)
 
         with torch.no_grad():
             log_ratio = chosen - mb.old_log_probs  # (b, T, N)

@@ -39,6 +39,7 @@ from marl.exploration.softmax import SoftmaxSelector, log_policy
 from marl.learners.actor_critic import entropy
 from marl.learners.common import (
     TargetNetworks,
+    gradient_step,
     make_optimiser,
     played_at,
     softmax_selector,
@@ -156,10 +157,9 @@ class ComaLearner:
         q = self.critic(states, obs, actions)[:, :-1]  # (B, T, N, A)
         q_taken = q.gather(-1, taken).squeeze(-1)  # (B, T, N)
         critic_loss = masked_mean((q_taken - targets).pow(2), step_mask)
-        self.critic_optimiser.zero_grad(set_to_none=True)
-        critic_loss.backward()
-        critic_grad_norm = nn.utils.clip_grad_norm_(self.critic_params, self.grad_norm_clip)
-        self.critic_optimiser.step()
+        critic_grad_norm = gradient_step(
+            self.critic_optimiser, critic_loss, self.critic_params, self.grad_norm_clip
+        )
 
         # 3. ACTOR: POLICY GRADIENT WITH THE COUNTERFACTUAL BASELINE
         logits = self.mac.unroll_steps(obs, actions)[:, :-1]  # (B, T, N, A)
@@ -170,10 +170,7 @@ class ComaLearner:
         policy_loss = -masked_mean(chosen * advantages, agent_mask)
         entropy_mean = masked_mean(entropy(log_probs), agent_mask)
         loss = policy_loss - self.entropy_coef * entropy_mean
-        self.optimiser.zero_grad(set_to_none=True)
-        loss.backward()
-        grad_norm = nn.utils.clip_grad_norm_(self.actor_params, self.grad_norm_clip)
-        self.optimiser.step()
+        grad_norm = gradient_step(self.optimiser, loss, self.actor_params, self.grad_norm_clip)
         self.train_steps += 1
 
         # 4. TARGET CRITIC

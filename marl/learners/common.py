@@ -98,6 +98,21 @@ def make_optimiser(
     raise ValueError(f"learner.optimizer must be 'rmsprop' or 'adam', got {name!r}")
 
 
+def gradient_step(
+    optimiser: torch.optim.Optimizer,
+    loss: torch.Tensor,
+    params: list[nn.Parameter],
+    max_norm: float,
+) -> torch.Tensor:
+    """Backpropagate ``loss``, clip the gradient norm of ``params`` to ``max_norm`` and
+    step ``optimiser``; returns the norm before clipping (a tensor, for the stats)."""
+    optimiser.zero_grad(set_to_none=True)
+    loss.backward()
+    grad_norm = nn.utils.clip_grad_norm_(params, max_norm)
+    optimiser.step()
+    return grad_norm
+
+
 def valid_transitions(batch: EpisodeBatch) -> torch.Tensor:
     """Mask of real transitions, (B, T, 1) bool.
 

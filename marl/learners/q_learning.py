@@ -28,7 +28,12 @@ from torch import nn
 from marl.controllers.mac import MultiAgentController
 from marl.data.episode_batch import EpisodeBatch
 from marl.errors import UsageError
-from marl.learners.common import TargetNetworks, make_optimiser, valid_transitions
+from marl.learners.common import (
+    TargetNetworks,
+    gradient_step,
+    make_optimiser,
+    valid_transitions,
+)
 from marl.ops.masked import masked_fill_unavailable, masked_mean
 from marl.ops.returns import one_step_targets, td_lambda_targets
 from marl.ops.running_stats import RunningMeanStd
@@ -165,33 +170,14 @@ class QLearner:
         """One gradient step on a batch of episodes; returns the update's stats, or
         nothing with ``stats=False`` (each stat reads a value back from the device)."""
         # 1. MASKS AND DATA
-        rewards = batch["reward"][:, :-1].float()  # (B, T, 1)
-        valid = valid_transitions(batch)  # (B, T, 1) bool
-        mask = valid.float()  # (B, T, 1)
-        if self.reward_stats is not None:
-            self.reward_stats.update(rewards, valid)
-            rewards = self.reward_stats.standardise(rewards)  # (B, T, 1)
+        inputs = self._loss_inputs(batch)
+        mask = inputs[-1]  # (B, T, 1)
 
         # 2-5. Q-VALUES, TARGETS AND LOSS (compiled with `compile`)
-        loss, td_error, chosen, targets, extra = self._loss_fn(
-            batch.float("obs"),  # (B, T + 1, N, O)
-            batch["actions"],  # (B, T + 1, N, 1)
-            batch["avail_actions"],  # (B, T + 1, N, A) bool
-            batch.float("state"),  # (B, T + 1, S)
-            rewards,
-            batch["terminated"][:, :-1].float(),  # (B, T, 1)
-            mask,
-        )
+        loss, td_error, chosen, targets, extra = self._loss_fn(*inputs)
 
-        # 6. OPTIMISE
-        self.optimiser.zero_grad(set_to_none=True)
-        loss.backward()
-        grad_norm = torch.nn.utils.clip_grad_norm_(self.params, self.grad_norm_clip)
-        self.optimiser.step()
-        self.train_steps += 1
-
-        # 7. TARGET NETWORKS
-        self.targets.update(episode)
+        # 6-7. OPTIMISE, TARGET NETWORKS
+        grad_norm = self._optimise(loss, episode)
 
         if not stats:
             return {}
@@ -204,6 +190,32 @@ class QLearner:
                 "learner/target_mean": masked_mean(targets, mask).item(),
                 **{name: value.item() for name, value in extra.items()},
             }
+
+    def _loss_inputs(self, batch: EpisodeBatch) -> tuple[torch.Tensor, ...]:
+        """The loss function's tensors from a batch (rewards standardised when asked):
+        obs, actions, avail, states, rewards, terminated, mask (see `loss`)."""
+        rewards = batch["reward"][:, :-1].float()  # (B, T, 1)
+        valid = valid_transitions(batch)  # (B, T, 1) bool
+        if self.reward_stats is not None:
+            self.reward_stats.update(rewards, valid)
+            rewards = self.reward_stats.standardise(rewards)  # (B, T, 1)
+        return (
+            batch.float("obs"),  # (B, T + 1, N, O)
+            batch["actions"],  # (B, T + 1, N, 1)
+            batch["avail_actions"],  # (B, T + 1, N, A) bool
+            batch.float("state"),  # (B, T + 1, S)
+            rewards,
+            batch["terminated"][:, :-1].float(),  # (B, T, 1)
+            valid.float(),  # (B, T, 1)
+        )
+
+    def _optimise(self, loss: torch.Tensor, episode: int) -> torch.Tensor:
+        """One optimiser step on ``loss``, then the target networks' update; returns the
+        gradient norm before clipping."""
+        grad_norm = gradient_step(self.optimiser, loss, self.params, self.grad_norm_clip)
+        self.train_steps += 1
+        self.targets.update(episode)
+        return grad_norm
 
     def loss(
         self,

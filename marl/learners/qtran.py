@@ -38,7 +38,6 @@ from torch.nn import functional as F
 from marl.controllers.mac import MultiAgentController
 from marl.data.episode_batch import EpisodeBatch
 from marl.errors import UsageError
-from marl.learners.common import valid_transitions
 from marl.learners.q_learning import QLearner, QLearnerConfig, max_available
 from marl.modules.mixers.qtran import QTranMixer
 from marl.ops.masked import masked_fill_unavailable, masked_mean
@@ -201,35 +200,16 @@ class QTranLearner(QLearner):
         """One gradient step on a batch of episodes; returns the update's stats, or
         nothing with ``stats=False`` (each stat reads a value back from the device)."""
         # 1. MASKS AND DATA
-        rewards = batch["reward"][:, :-1].float()  # (B, T, 1)
-        valid = valid_transitions(batch)  # (B, T, 1) bool
-        mask = valid.float()  # (B, T, 1)
-        if self.reward_stats is not None:
-            self.reward_stats.update(rewards, valid)
-            rewards = self.reward_stats.standardise(rewards)  # (B, T, 1)
+        inputs = self._loss_inputs(batch)
+        mask = inputs[-1]  # (B, T, 1)
 
         # 2-5. AGENTS, TARGETS, JOINT VALUES AND LOSSES (compiled with `compile`)
         loss_fn = cast(Callable[..., tuple[QTranTerms, Tensor, Tensor]], self._loss_fn)
-        terms, targets, v = loss_fn(
-            batch.float("obs"),  # (B, T + 1, N, O)
-            batch["actions"],  # (B, T + 1, N, 1)
-            batch["avail_actions"],  # (B, T + 1, N, A) bool
-            batch.float("state"),  # (B, T + 1, S)
-            rewards,
-            batch["terminated"][:, :-1].float(),  # (B, T, 1)
-            mask,
-        )
+        terms, targets, v = loss_fn(*inputs)
         loss = terms.td + self.opt_loss * terms.opt + self.nopt_min_loss * terms.nopt
 
-        # 6. OPTIMISE
-        self.optimiser.zero_grad(set_to_none=True)
-        loss.backward()
-        grad_norm = torch.nn.utils.clip_grad_norm_(self.params, self.grad_norm_clip)
-        self.optimiser.step()
-        self.train_steps += 1
-
-        # 7. TARGET NETWORKS
-        self.targets.update(episode)
+        # 6-7. OPTIMISE, TARGET NETWORKS
+        grad_norm = self._optimise(loss, episode)
 
         if not stats:
             return {}
