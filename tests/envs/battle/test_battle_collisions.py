@@ -83,21 +83,28 @@ def test_without_collisions_they_walk_through_each_other(
     assert env.units.pos[0, :2, 1].tolist() == [16.0, 16.0]  # straight lines
 
 
-def test_zerglings_fill_the_ring_round_a_zealot_and_wait_behind(make_env: MakeEnv) -> None:
-    # corridor: 24 zerglings attack-move on one zealot that stands still (the other
-    # zealots dead, everybody disarmed). At most ring(0.5, 0.375) = 7 fit in reach.
-    env = make_env("corridor")
+def most_in_reach_of_ally_0(env: BattleEnv, at: tuple[float, float], steps: int) -> int:
+    """Ally 0 stands at ``at``, unkillable, every other ally dead, everybody disarmed; the
+    enemies come. The most enemies in melee reach of it after any of ``steps`` steps."""
     u, n = env.tab.n_units, env.n_agents
     pos = env.units.pos[0].clone()  # (U, 2)
-    pos[0] = torch.tensor([20.0, 20.0])
+    pos[0] = torch.tensor(at)
     health = env.tab.health_max[0].clone()  # (U,)
     health[1:n] = 0.0
     health[0] = 1e6
     env.set_unit_state(pos=pos, health=health, cooldown=torch.full((u,), 1e9))
     most = 0
-    for _ in range(60):
+    for _ in range(steps):
         step(env, {})
         most = max(most, in_reach(env, 0, slice(n, u)))
+    return most
+
+
+def test_zerglings_fill_the_ring_round_a_zealot_and_wait_behind(make_env: MakeEnv) -> None:
+    # corridor: 24 zerglings attack-move on one zealot that stands still (the other
+    # zealots dead, everybody disarmed). At most ring(0.5, 0.375) = 7 fit in reach.
+    env = make_env("corridor")
+    most = most_in_reach_of_ally_0(env, (20.0, 20.0), 60)
     assert ring(0.5, 0.375) == 7
     assert 6 <= most <= 7  # the ring fills, never past what fits
     assert float(overlaps(env).max()) <= 0.35  # the crowd behind stays loose
@@ -107,18 +114,7 @@ def test_zerglings_ring_a_colossus_they_may_walk_under(make_env: MakeEnv) -> Non
     # 2c_vs_64zg: the zerglings attack the colossi; one colossus is left, standing. The
     # colossus (massive) does not push zerglings, but those in reach stand and the rest
     # are held behind them: never more than ring(1.0, 0.375) = 12 in reach.
-    env = make_env("2c_vs_64zg")
-    u, n = env.tab.n_units, env.n_agents
-    pos = env.units.pos[0].clone()  # (U, 2)
-    pos[0] = torch.tensor([16.0, 16.0])
-    health = env.tab.health_max[0].clone()  # (U,)
-    health[1] = 0.0
-    health[0] = 1e6
-    env.set_unit_state(pos=pos, health=health, cooldown=torch.full((u,), 1e9))
-    most = 0
-    for _ in range(30):
-        step(env, {})
-        most = max(most, in_reach(env, 0, slice(n, u)))
+    most = most_in_reach_of_ally_0(make_env("2c_vs_64zg"), (16.0, 16.0), 30)
     assert ring(1.0, 0.375) == 12
     assert 8 <= most <= 12
 
