@@ -99,17 +99,20 @@ def test_same_seed_same_trajectory_and_different_seed_differs() -> None:
     assert not torch.equal(a[0], c[0])  # spawn noise differs
 
 
-def test_copy_zero_of_a_batch_plays_like_a_single_env() -> None:
-    # Each copy has its own random stream keyed by (seed, copy index), so copy 0 of a
-    # batch of 3 sees exactly what a B = 1 env with the same seed sees.
-    single = BattleEnv("3m", batch_size=1, seed=11)
-    batch = BattleEnv("3m", batch_size=3, seed=11)
+@pytest.mark.parametrize("map_name", ["3m", "2s3z", "corridor"])
+def test_copy_zero_of_a_batch_plays_like_a_single_env(map_name: str) -> None:
+    # Each copy has its own random stream keyed by (seed, copy index), and no op mixes
+    # copies (collisions: each pair once on small maps, K partners on corridor), so copy
+    # 0 of a batch of 3 sees exactly what a B = 1 env with the same seed sees.
+    single = BattleEnv(map_name, batch_size=1, seed=11)
+    batch = BattleEnv(map_name, batch_size=3, seed=11)
     gen = torch.Generator().manual_seed(1)
     for _ in range(40):
         torch.testing.assert_close(batch.obs()[:1], single.obs(), rtol=0, atol=0)
         actions = random_actions(batch, gen)  # (3, N)
         r_batch, r_single = batch.step(actions), single.step(actions[:1])
         torch.testing.assert_close(r_batch.reward[:1], r_single.reward, rtol=0, atol=0)
+        torch.testing.assert_close(batch.units.pos[:1], single.units.pos, rtol=0, atol=0)
         if bool(r_single.terminated[0]):
             single.reset()
             batch.reset()
