@@ -244,18 +244,10 @@ class UnitTable:
     threat2: torch.Tensor  # (B, M, N) squared reach of ally a's weapon on enemy m
     sight2: torch.Tensor  # (B, M) squared sight of the enemies (medivac heal targets)
     nav: UnitNav
-    # Collision tables are batch-last, (U, V, B'), like the collision pass (``_separate``).
-    touch: torch.Tensor  # (U, U, B') r_u + r_v where u and v collide (u pushed), else 0
-    push: torch.Tensor  # (U, U, B') share of an overlap that u moves away from v (0: no contact)
-    tie: torch.Tensor  # (2, U, 1) tiny fixed offsets that split units standing on one point
-    away: torch.Tensor  # (2, U, 1) offsets that put dead units far from all and each other
-    pair_index: torch.Tensor  # (2 * P,) long, the pairs u < v that collide in some copy: u's, v's
-    pair_touch: torch.Tensor  # (P, B') r_u + r_v of each pair (0: not in that copy)
-    pair_push: torch.Tensor  # (P, B') u's share of the pair's overlap when both or neither walked
-    pair_slots: torch.Tensor  # (U * D,) long, each unit's D pair pushes (``_pair_slots``)
-    pair_pad: bool  # some unit has fewer than D pairs (a zero slot pads its row)
-    slide_cos: torch.Tensor  # (2, 1, 1) (cos, cos) of SLIDE, the turn of every push
-    slide_sin: torch.Tensor  # (2, 1, 1) (-sin, sin) of SLIDE
+    touch: torch.Tensor  # (B, U, U) r_u + r_v where u and v collide (u pushed), else 0
+    push: torch.Tensor  # (B, U, U) share of an overlap that u moves away from v (0: no contact)
+    tie: torch.Tensor  # (U, 2) tiny fixed offsets that split units standing on one point
+    away: torch.Tensor  # (U, 2) offsets that put dead units far from all and each other
     collide: bool  # some pair of units collides (and collisions are on)
     near_k: int  # collision partners per unit on big maps (``contacts``); 0: every pair
     has_shields: bool  # any unit has shields (the shield volley is needed)
@@ -331,10 +323,6 @@ class UnitTable:
             static[:, n:, None], reach[:, n:, :n].square(), sight2.unsqueeze(-1)
         )  # (B', M, N)
         push = _push_shares(c, types, collisions)  # (B', U, U)
-        touch = (radius.unsqueeze(-1) + radius.unsqueeze(-2)) * (push > 0)  # (B', U, U)
-        pairs = torch.triu((touch > 0).any(0), diagonal=1).nonzero().T  # (2, P)
-        slots = _pair_slots(pairs, u)  # (U, D)
-        cos, sin = math.cos(SLIDE), math.sin(SLIDE)
         ground = spec.pathable
         classes: tuple[tuple[Rect, ...], ...] = (ground, spec.cliff_pathable or ground, OPEN)
         areas = terrain_tensors(classes, device)  # in MOVERS order
@@ -373,17 +361,10 @@ class UnitTable:
             threat2=grow(reach[:, :n, n:].transpose(1, 2).square()),
             sight2=grow(sight2),
             nav=UnitNav.build(areas, c.mover[types], radius, b),
-            touch=batch_last(touch),
-            push=batch_last(push),
-            pair_index=pairs.flatten(),
-            pair_touch=touch[:, pairs[0], pairs[1]].T.contiguous(),
-            pair_push=push[:, pairs[0], pairs[1]].T.contiguous(),
-            pair_slots=slots.flatten(),
-            pair_pad=bool((slots == 2 * pairs.shape[1]).any()),
-            tie=_tie_offsets(u, device).T.unsqueeze(-1),
-            away=1e4 * (rows + 1.0).expand(2, u).unsqueeze(-1),
-            slide_cos=torch.full((2, 1, 1), cos, device=device),
-            slide_sin=torch.tensor([-sin, sin], device=device).view(2, 1, 1),
+            touch=grow((radius.unsqueeze(-1) + radius.unsqueeze(-2)) * (push > 0)),
+            push=grow(push),
+            tie=_tie_offsets(u, device),
+            away=1e4 * (rows.unsqueeze(-1) + 1.0).expand(u, 2),
             collide=bool((push > 0).any()),
             near_k=NEIGHBOURS if u > 2 * NEIGHBOURS + 1 else 0,
             has_shields=any(UNIT_TYPES[k].shield > 0 for k in present),
@@ -405,29 +386,6 @@ class UnitTable:
             pathing=pathing_grid(ground, (int(spec.map_size[0]), int(spec.map_size[1])), device),
             map_size=(int(spec.map_size[0]), int(spec.map_size[1])),
         )
-
-
-def batch_last(x: torch.Tensor) -> torch.Tensor:
-    """(B', U, V) -> (U, V, B') contiguous: the batch as the innermost, contiguous dim."""
-    return x.permute(1, 2, 0).contiguous()
-
-
-def _pair_slots(pairs: torch.Tensor, u: int) -> torch.Tensor:
-    """Where each unit's pushes lie among a pass's pair pushes, (U, D) long.
-
-    The pass lays its pushes out as (u's side of pairs 0..P-1, v's side of pairs
-    0..P-1, zero): a unit's D slots are its sides of its pairs in pair order, padded with
-    the zero (D = the most pairs of one unit). A gather and a sum then give each unit its
-    summed push in a fixed order on every device (a scatter-add is not ordered on GPUs).
-    """
-    n_pairs = pairs.shape[1]
-    sides = [[] for _ in range(u)]  # slots per unit
-    for p, (a, b) in enumerate(pairs.T.tolist()):
-        sides[a].append(p)
-        sides[b].append(n_pairs + p)
-    depth = max((len(x) for x in sides), default=0)
-    rows = [x + [2 * n_pairs] * (depth - len(x)) for x in sides]
-    return torch.tensor(rows, dtype=torch.long, device=pairs.device).view(u, depth)  # (U, D)
 
 
 def _push_shares(c: TypeColumns, types: torch.Tensor, collisions: bool) -> torch.Tensor:
@@ -656,24 +614,17 @@ def _move(
 
 
 class Contacts(NamedTuple):
-    """The collision partners each unit checks during one agent step, on big maps;
-    batch-last like the collision pass."""
+    """The collision partners each unit checks during one agent step, on big maps."""
 
-    partners: torch.Tensor  # (U * K, B) long, each unit's K nearest partners, flattened
-    touch: torch.Tensor  # (U, K, B) r_u + r_v (0: no partner in that slot)
-    push: torch.Tensor  # (U, K, B) u's share when both or neither walked
+    partners: torch.Tensor  # (B, U * K) long, each unit's K nearest partners, flattened
+    touch: torch.Tensor  # (B, U, K) r_u + r_v (0: no partner in that slot)
+    push: torch.Tensor  # (B, U, K) u's share when both or neither walked
 
 
-def _spread(
-    pos: torch.Tensor, tab: UnitTable, live: torch.Tensor, step: torch.Tensor | None = None
-) -> torch.Tensor:
-    """Positions for collisions, batch-last (2, U, B) contiguous: units on one point made
-    distinct (tiny fixed offsets), the dead set far apart, out of everyone's way; with
-    ``step`` (B, U, 2) the walking steps follow as rows 2 and 3, (4, U, B)."""
-    rows = pos if step is None else torch.cat([pos, step], -1)  # (B, U, 2 or 4)
-    out = rows.new_empty(rows.shape[::-1]).copy_(rows.permute(2, 1, 0))  # (2 or 4, U, B)
-    out[:2].add_(tab.tie).addcmul_(tab.away, (~live).T)  # (2, U, B)
-    return out
+def _spread(pos: torch.Tensor, tab: UnitTable, live: torch.Tensor) -> torch.Tensor:
+    """Positions for collisions, (B, U, 2): units on one point made distinct (tiny fixed
+    offsets), the dead set far apart, out of everyone's way."""
+    return pos + tab.tie + (~live).unsqueeze(-1) * tab.away  # (B, U, 2)
 
 
 def contacts(s: UnitState, tab: UnitTable) -> Contacts | None:
@@ -683,15 +634,14 @@ def contacts(s: UnitState, tab: UnitTable) -> Contacts | None:
     that can touch one unit in a packed crowd."""
     if tab.near_k == 0:
         return None
-    where = _spread(s.pos, tab, alive(s))  # (2, U, B)
-    x, y = where[0], where[1]  # (U, B), (U, B)
-    d2 = (x.unsqueeze(1) - x).square_() + (y.unsqueeze(1) - y).square_()  # (U, V, B)
-    d2 = d2.masked_fill_(tab.touch == 0, math.inf)  # (U, V, B) only partners
-    index = d2.topk(tab.near_k, dim=1, largest=False).indices  # (U, K, B)
-    touch, push = tab.touch.expand(*d2.shape), tab.push.expand(*d2.shape)  # (U, V, B)
+    where = _spread(s.pos, tab, alive(s))  # (B, U, 2)
+    gap = where.unsqueeze(2) - where.unsqueeze(1)  # (B, U, U, 2)
+    d2 = gap[..., 0].square() + gap[..., 1].square()  # (B, U, U)
+    d2 = d2.masked_fill(tab.touch == 0, math.inf)  # (B, U, U) only partners
+    index = d2.topk(tab.near_k, dim=2, largest=False).indices  # (B, U, K)
     return Contacts(
-        index.flatten(0, 1), touch.gather(1, index), push.gather(1, index)
-    )  # (U * K, B), (U, K, B), (U, K, B)
+        index.flatten(1), tab.touch.gather(2, index), tab.push.gather(2, index)
+    )  # (B, U * K), (B, U, K), (B, U, K)
 
 
 def _separate(
@@ -713,49 +663,35 @@ def _separate(
     Each unit's summed push is turned by ``SLIDE``, the same way for every unit, so
     units meeting head-on slide past each other and a blocked walker slides round what
     blocks it. One pass per game loop over the pairs at once (a Jacobi step, so a crowd
-    settles over a few loops): each pair once, both sides from one overlap, or on big
-    maps each unit with its ``near`` partners (its side only).
-
-    The pass runs batch-last, (pairs, B): every op streams over the copies with
-    contiguous inputs. At 1,024 copies of 3m it takes about 0.55 of the time of the
-    (B, U, V) form it replaced, whose ops broadcast over an innermost dim of 6 units.
+    settles over a few loops): every pair, or each unit's ``near`` partners.
     """
-    rows = _spread(pos, tab, live, step)  # (4, U, B) x, y, step x, step y
-    if near is None:  # each pair u < v once: rows of u and of v, (4, 2, P, B)
-        ends = rows.index_select(1, tab.pair_index).unflatten(1, (2, -1))
-        touch, push = tab.pair_touch, tab.pair_push  # (P, B')
-    else:  # each unit and each of its K partners, (4, 2, U, K, B)
-        shape = (4, *near.touch.shape)
-        other = rows.gather(1, near.partners.expand(4, -1, -1)).view(shape)  # (4, U, K, B)
-        ends = torch.stack([rows.unsqueeze(2).expand(shape), other], 1)
-        touch, push = near.touch, near.push  # (U, K, B)
-    x, y, step_x, step_y = ends.unbind(0)  # each (2, X..., B): [u, v]
-    gap = torch.stack([x[0] - x[1], y[0] - y[1]])  # (2, X..., B) u - v
-    dist = torch.hypot(*gap.unbind(0))  # (X..., B)
-    depth = touch - dist  # (X..., B) overlap where > 0
+    where = _spread(pos, tab, live)  # (B, U, 2)
+    x, y = where[..., 0], where[..., 1]  # (B, U), (B, U)
+    sx, sy = step[..., 0].unsqueeze(2), step[..., 1].unsqueeze(2)  # (B, U, 1), (B, U, 1)
+    if near is None:  # partners v: every unit, (B, 1, U)
+        vx, vy = x.unsqueeze(1), y.unsqueeze(1)
+        vsx, vsy = step[..., 0].unsqueeze(1), step[..., 1].unsqueeze(1)
+        touch, push = tab.touch, tab.push  # (B, U, U)
+    else:  # partners v: the K of each unit, (B, U, K)
+        shape, index = near.touch.shape, near.partners
+        vx, vy = x.gather(1, index).view(shape), y.gather(1, index).view(shape)
+        vsx = step[..., 0].gather(1, index).view(shape)  # (B, U, K)
+        vsy = step[..., 1].gather(1, index).view(shape)  # (B, U, K)
+        touch, push = near.touch, near.push
+    dx, dy = x.unsqueeze(2) - vx, y.unsqueeze(2) - vy  # (B, U, V) u - v
+    dist = torch.hypot(dx, dy)  # (B, U, V)
+    depth = touch - dist  # (B, U, V) overlap where > 0
     # On the CPU a loop in which no units touch skips the rest (same result).
-    if not terrain.any_positive(depth):
+    if not terrain.busy(depth > 0):
         return pos
-    # u walked into v when its step points from u towards v: step_u . (u - v) < 0;
-    # v walked into u when step_v . (u - v) > 0
-    dots = torch.addcmul(step_x * gap[0], step_y, gap[1])  # (2, X..., B) u's, v's
-    into, back = dots.unbind(0)  # (X..., B), (X..., B)
-    into = into < 0
-    share = torch.where(into ^ (back > 0), into, push)  # (X..., B) u's share
-    mag = depth.clamp_(min=0).div_(dist.clamp_(min=_EPS))  # (X..., B) overlap / distance
-    part = mag * share  # (X..., B) u's part
-    if near is None:
-        # u moves its part away from v, v the rest away from u: (2, 2P (+ 1 zero), B)
-        sides = [gap * part, gap * part.sub_(mag)]
-        if tab.pair_pad:
-            sides.append(gap.new_zeros(2, 1, gap.shape[-1]))  # (2, 1, B)
-        picked = torch.cat(sides, 1).index_select(1, tab.pair_slots)  # (2, U * D, B)
-        pushed = picked.unflatten(1, (tab.n_units, -1)).sum(2)  # (2, U, B)
-    else:
-        pushed = (gap * part).sum(2)  # (2, U, B)
-    # turned by SLIDE: (x cos - y sin, x sin + y cos)
-    turned = torch.addcmul(pushed * tab.slide_cos, pushed.flip(0), tab.slide_sin)  # (2, U, B)
-    return pos + turned.permute(2, 1, 0)  # (B, U, 2)
+    # u walked into v when its step points from u towards v: step_u . (u - v) < 0
+    into = sx * dx + sy * dy < 0  # (B, U, V)
+    back = vsx * dx + vsy * dy > 0  # (B, U, V) v walked into u: step_v . (u - v) > 0
+    share = torch.where(into != back, into.float(), push)  # (B, U, V)
+    scale = depth.clamp_(min=0).mul_(share).div_(dist.clamp_(min=_EPS))  # (B, U, V)
+    px, py = (dx * scale).sum(2), (dy * scale).sum(2)  # (B, U), (B, U) summed pushes
+    cos, sin = math.cos(SLIDE), math.sin(SLIDE)
+    return pos + torch.stack([px * cos - py * sin, px * sin + py * cos], -1)  # (B, U, 2)
 
 
 def _splash(

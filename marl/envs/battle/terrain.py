@@ -40,12 +40,6 @@ def busy(mask: torch.Tensor) -> bool:
     return mask.device.type != "cpu" or torch.compiler.is_compiling() or bool(mask.any())
 
 
-def any_positive(x: torch.Tensor) -> bool:
-    """``busy(x > 0)`` without the bool mask: a float max is several times cheaper on the
-    CPU than building and reducing the mask."""
-    return x.device.type != "cpu" or torch.compiler.is_compiling() or x.max().item() > 0
-
-
 @dataclass(frozen=True)
 class NavGraph:
     """Regions, the portals where they overlap, and the portal-to-region distances."""

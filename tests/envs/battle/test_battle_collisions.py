@@ -229,10 +229,10 @@ def test_big_maps_check_each_units_nearest_partners(make_env: MakeEnv) -> None:
     # a zergling the 8 zerglings nearest to it.
     env = make_env("2c_vs_64zg")
     near = contacts(env.units, env.tab)
-    assert near is not None and near.touch.shape == (66, NEIGHBOURS, 1)  # batch-last
+    assert near is not None and near.touch.shape == (1, 66, NEIGHBOURS)
     n = env.n_agents
-    partners = near.partners.view(66, NEIGHBOURS, 1)[..., 0]  # (U, K)
-    real = near.touch[..., 0] > 0  # (U, K)
+    partners = near.partners.view(1, 66, NEIGHBOURS)[0]  # (U, K)
+    real = near.touch[0] > 0  # (U, K)
     assert partners[0][real[0]].tolist() == [1]  # colossus 0: only colossus 1
     pos = env.units.pos[0]  # (U, 2)
     gap = (pos[n:] - pos[n]).norm(dim=-1)  # (M,) zergling n to every zergling
@@ -252,20 +252,19 @@ def reference_pushes(
     """The collision pass written out pair by pair: positions after pushing, (B, U, 2).
     ``partners[b][u]``: the units u checks in copy b."""
     out = pos.clone()
-    b_tab = tab.touch.shape[-1]  # B' = 1 (shared table) or B
     for b in range(pos.shape[0]):
-        where = pos[b] + tab.tie[..., 0].T + (~live[b]).unsqueeze(-1) * tab.away[..., 0].T
+        where = pos[b] + tab.tie + (~live[b]).unsqueeze(-1) * tab.away  # (U, 2)
         for u, others in enumerate(partners[b]):
             total = torch.zeros(2)
             for v in others:
-                touch = float(tab.touch[u, v, min(b, b_tab - 1)])
+                touch = float(tab.touch[b, u, v])
                 gap = where[u] - where[v]
                 dist = float(gap.norm())
                 if touch - dist <= 0:
                     continue
                 into = float(step[b, u] @ gap) < 0
                 back = float(step[b, v] @ gap) > 0
-                share = float(into) if into != back else float(tab.push[u, v, min(b, b_tab - 1)])
+                share = float(into) if into != back else float(tab.push[b, u, v])
                 total += gap * (touch - dist) * share / max(dist, 1e-6)
             c, s = math.cos(sim.SLIDE), math.sin(sim.SLIDE)
             out[b, u] += torch.stack([total[0] * c - total[1] * s, total[0] * s + total[1] * c])
@@ -277,8 +276,8 @@ def reference_pushes(
 )
 def test_collision_pass_equals_its_pair_by_pair_definition(map_name: str) -> None:
     # Units dropped at random into a small square, some dead, random walking steps: the
-    # batched pass (each pair once on small maps, K partners on big ones) moves every
-    # unit as the definition written out pair by pair does. Layers (colossus), a static
+    # batched pass (every pair on small maps, K partners on big ones) moves every unit
+    # as the definition written out pair by pair does. Layers (colossus), a static
     # unit (spine crawler), air (medivac), per-copy teams (SMACv2).
     env = BattleEnv(map_name, batch_size=3, seed=0)
     gen = torch.Generator().manual_seed(0)
@@ -292,10 +291,9 @@ def test_collision_pass_equals_its_pair_by_pair_definition(map_name: str) -> Non
     if near is None:
         partners = [[[v for v in range(u) if v != w] for w in range(u)]] * b
     else:
-        k = near.touch.shape[1]
-        rows = near.partners.view(u, k, b)  # (U, K, B)
-        real = near.touch > 0  # (U, K, B) slots with a partner
-        partners = [[rows[w, real[w, :, c], c].tolist() for w in range(u)] for c in range(b)]
+        rows = near.partners.view(near.touch.shape)  # (B, U, K)
+        real = near.touch > 0  # (B, U, K) slots with a partner
+        partners = [[rows[c, w, real[c, w]].tolist() for w in range(u)] for c in range(b)]
     got = sim._separate(units.pos, env.tab, live, step, near)
     want = reference_pushes(units.pos, env.tab, live, step, partners)
     assert not torch.equal(got, units.pos)  # something was pushed

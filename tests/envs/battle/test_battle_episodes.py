@@ -102,8 +102,9 @@ def test_same_seed_same_trajectory_and_different_seed_differs() -> None:
 @pytest.mark.parametrize("map_name", ["3m", "2s3z", "corridor"])
 def test_copy_zero_of_a_batch_plays_like_a_single_env(map_name: str) -> None:
     # Each copy has its own random stream keyed by (seed, copy index), and no op mixes
-    # copies (collisions: each pair once on small maps, K partners on corridor), so copy
-    # 0 of a batch of 3 sees exactly what a B = 1 env with the same seed sees.
+    # copies or sums in an order that depends on B (collisions: every pair on small
+    # maps, K partners on corridor), so copy 0 of a batch of 3 sees exactly what a
+    # B = 1 env with the same seed sees.
     single = BattleEnv(map_name, batch_size=1, seed=11)
     batch = BattleEnv(map_name, batch_size=3, seed=11)
     gen = torch.Generator().manual_seed(1)
