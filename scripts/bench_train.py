@@ -85,6 +85,27 @@ CONFIGS: dict[str, list[str]] = {
         *("algo=qmix", "env=matrix", "env.game=penalty", "env.rounds=25"),
         *("batch_size_run=8", "t_max=20000"),
     ],
+    # BenchMARL's work per iteration on its vmas/balance task (4 agents, 100 steps), 3
+    # iterations: 6,000 frames, then QMIX 1,000 updates (here of 2 episodes, 200
+    # transitions, for its 128) or MAPPO 45 epochs over the rollout (15 minibatches of 4
+    # episodes = its 400 frames; with 10 envs each 1,000-frame rollout gets 45 epochs of
+    # 3). scripts/bench_benchmarl.py runs these beside BenchMARL.
+    "qmix_vmas_balance_b10": [
+        *("algo=qmix", "env=vmas", "env.scenario=balance", "+env.kwargs.n_agents=4"),
+        *("batch_size_run=10", "batch_size=2", "updates_per_rollout=167", "t_max=18000"),
+    ],
+    "qmix_vmas_balance_b60": [
+        *("algo=qmix", "env=vmas", "env.scenario=balance", "+env.kwargs.n_agents=4"),
+        *("batch_size_run=60", "batch_size=2", "updates_per_rollout=1000", "t_max=18000"),
+    ],
+    "mappo_vmas_balance_b10": [
+        *("algo=mappo", "env=vmas", "env.scenario=balance", "+env.kwargs.n_agents=4"),
+        *("batch_size_run=10", "learner.epochs=45", "learner.minibatches=3", "t_max=18000"),
+    ],
+    "mappo_vmas_balance_b60": [
+        *("algo=mappo", "env=vmas", "env.scenario=balance", "+env.kwargs.n_agents=4"),
+        *("batch_size_run=60", "learner.epochs=45", "learner.minibatches=15", "t_max=18000"),
+    ],
 }
 QUIET = ["logger=[jsonl]", "test_nepisode=0", "log_interval=1000000000"]
 
