@@ -89,6 +89,9 @@ def test_bench_learning_rows_compose_to_their_algo_and_env(name: str) -> None:
     assert cfg.algo.name == row.algo
     if row.env.startswith("battle"):
         assert (cfg.env.map_name, row.metric) == (row.env.split()[1], "test/battle_won_mean")
+    elif row.env.startswith("vmas"):  # "vmas balance": BenchMARL's task settings
+        assert (cfg.env.scenario, row.metric) == (row.env.split()[1], "test/return_mean")
+        assert cfg.env.kwargs.n_agents == {"balance": 4, "navigation": 3}[cfg.env.scenario]
     else:  # "lbf 8x8-2p-2f"
         assert cfg.env.key == "Foraging-8x8-2p-2f-v3" and row.metric == "test/return_mean"
 
