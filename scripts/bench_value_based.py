@@ -31,15 +31,16 @@ from marl.results import main as marl_plot
 
 ALGOS = ["iql", "vdn", "qmix", "qmix_tuned", "qtran", "qplex", "ow_qmix", "cw_qmix"]
 METRIC = "test/battle_won_mean"
+RETURN = "test/return_mean"  # shown beside the win rate: it separates runs that all lose
 
 
-def final_test(run_dir: Path) -> float | None:
-    """The last logged greedy win rate of a run, None if it logged none."""
+def final_test(run_dir: Path, metric: str = METRIC) -> float | None:
+    """The last logged greedy test value of a run, None if it logged none."""
     path = run_dir / "metrics.jsonl"
     if not path.exists():
         return None
     rows = [json.loads(line) for line in path.read_text().splitlines()]
-    values = [row[METRIC] for row in rows if METRIC in row]
+    values = [row[metric] for row in rows if metric in row]
     return values[-1] if values else None
 
 
@@ -65,18 +66,19 @@ def train(run_dir: Path, algo: str, map_name: str, seed: int, args: argparse.Nam
     return record | {"wall_s": round(wall, 1), METRIC: final_test(run_dir)}
 
 
-def table(records: list[dict], maps: list[str], algos: list[str], summary: Path) -> str:
-    """Markdown: per map and algo, marl-plot's final mean [95% CI] and the wall times."""
+def table(records: list[dict], maps: list[str], algos: list[str], summary: Path, out: Path) -> str:
+    """Markdown: per map and algo, marl-plot's final mean [95% CI], the mean final greedy
+    return (from the run folders in ``out``) and the wall times."""
     ci = {}  # (map, algo) -> "mean [low, high]", from marl-plot's summary.csv
     with summary.open(newline="") as f:
         for row in csv.DictReader(f):
             stat = [float(row[f"win_rate_final_{x}"]) for x in ("mean", "ci_low", "ci_high")]
             ci[(row["task"], row["algo"])] = "{:.3f} [{:.3f}, {:.3f}]".format(*stat)
     lines = [
-        "| map | algo | final greedy win rate, mean [95% CI] | seeds | env steps "
-        "| wall s per run, mean (min-max) |"
+        "| map | algo | final greedy win rate, mean [95% CI] | final greedy return, mean "
+        "| seeds | env steps | wall s per run, mean (min-max) |"
     ]
-    lines.append("|---|---|---:|---:|---:|---:|")
+    lines.append("|---|---|---:|---:|---:|---:|---:|")
     for map_name in maps:
         for algo in algos:
             runs = [r for r in records if r["map"] == map_name and r["algo"] == algo]
@@ -85,8 +87,12 @@ def table(records: list[dict], maps: list[str], algos: list[str], summary: Path)
             walls = [r["wall_s"] for r in runs]
             wall = f"{statistics.mean(walls):.0f} ({min(walls):.0f}-{max(walls):.0f})"
             shown = ci.get((map_name, algo), "?")
+            folders = [out / map_name / algo / f"seed{r['seed']}" for r in runs]
+            returns = [x for x in (final_test(f, RETURN) for f in folders) if x is not None]
+            ret = f"{statistics.mean(returns):.2f}" if returns else "-"
             lines.append(
-                f"| {map_name} | {algo} | {shown} | {len(runs)} | {runs[0]['t_max']:,} | {wall} |"
+                f"| {map_name} | {algo} | {shown} | {ret} | {len(runs)} "
+                f"| {runs[0]['t_max']:,} | {wall} |"
             )
     return "\n".join(lines)
 
@@ -122,7 +128,7 @@ def main() -> None:
     records = [r for r in records if r["t_max"] == args.t_max]
     runs = [args.out / r["map"] / r["algo"] / f"seed{r['seed']}" for r in records]
     marl_plot([*map(str, runs), "--metric", METRIC, "--out", str(args.out / "plots")])
-    print(table(records, args.maps, args.algos, args.out / "plots" / "summary.csv"))
+    print(table(records, args.maps, args.algos, args.out / "plots" / "summary.csv", args.out))
 
 
 if __name__ == "__main__":
