@@ -231,6 +231,15 @@ def measure_row(name: str, row: Row, args: argparse.Namespace) -> dict[str, Any]
     }
 
 
+def emit(result: dict[str, Any], out: Path | None) -> None:
+    """Print ``result`` as one JSON line, and append it to ``out`` when given."""
+    line = json.dumps(result)
+    print(line, flush=True)
+    if out:
+        with out.open("a") as f:
+            f.write(line + "\n")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--benchmarl-python", required=True, help="python of BenchMARL's venv")
@@ -243,11 +252,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, help="also append the JSON lines to this file")
     args = parser.parse_args()
     for name in args.row or list(ROWS):
-        line = json.dumps(measure_row(name, ROWS[name], args))
-        print(line, flush=True)
-        if args.out:
-            with args.out.open("a") as out:
-                out.write(line + "\n")
+        emit(measure_row(name, ROWS[name], args), args.out)
 
 
 if __name__ == "__main__":

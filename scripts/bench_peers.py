@@ -54,7 +54,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bench_benchmarl import timed
+from bench_benchmarl import emit, timed
 from bench_train import CONFIGS
 
 from marl.machine import run_context
@@ -420,11 +420,7 @@ def main() -> None:
             result = measure_env(name, row, venvs, args)
         result.update(marl=result["marl"] | {"version": context["marl"]})
         result.update(torch=context["torch"], machine=context["machine"])
-        line = json.dumps(result)
-        print(line, flush=True)
-        if args.out:
-            with args.out.open("a") as out:
-                out.write(line + "\n")
+        emit(result, args.out)
 
 
 if __name__ == "__main__":
