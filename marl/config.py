@@ -46,6 +46,7 @@ from marl.modules.mixers.qmix import QMixerConfig
 from marl.modules.mixers.qplex import QPLEXMixerConfig
 from marl.modules.mixers.qtran import QTranMixerConfig
 from marl.modules.mixers.vdn import VDNMixerConfig
+from marl.runners.autoreset import AutoresetRunnerConfig
 from marl.runners.episode import OBS_DTYPES, EpisodeRunnerConfig
 from marl.validation import INT64_MAX, bounds, choices, device_name
 
@@ -154,7 +155,7 @@ SCHEMAS: dict[str, dict[str, type]] = {
         "sc2": SC2EnvConfig,
         "vmas": VmasEnvConfig,
     },
-    "runner": {"episode": EpisodeRunnerConfig},
+    "runner": {"episode": EpisodeRunnerConfig, "autoreset": AutoresetRunnerConfig},
     "logger": {
         "console": ConsoleLoggerConfig,
         "jsonl": JsonlLoggerConfig,

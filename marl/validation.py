@@ -272,6 +272,13 @@ def _check_run_settings(cfg: DictConfig) -> None:
             "the learner could never sample."
         )
     learner: Any = get_class(cfg.learner._target_)  # a Learner class (marl.learners.common)
+    runner: Any = get_class(cfg.runner._target_)
+    if learner.on_policy and not getattr(runner, "on_policy_ok", True):
+        raise UsageError(
+            f"learner {cfg.learner._target_} is on-policy, and {runner.__name__} hands over "
+            "episodes begun before the last update (partly played by an older policy); use "
+            "runner=episode."
+        )
     sizes = (cfg.batch_size, cfg.buffer_size, cfg.updates_per_rollout)
     if learner.on_policy and sizes != (cfg.batch_size_run, cfg.batch_size_run, 1):
         raise UsageError(

@@ -159,6 +159,45 @@ class EpisodeBatch:
                 raise ValueError(f"Field {name!r}: expected shape {expected}, got {got}.")
         return self.scheme.fields[name].encode(value.to(self.device))
 
+    def update_steps(
+        self,
+        values: Mapping[str, torch.Tensor],
+        ts: torch.Tensor,
+        where: torch.Tensor | None = None,
+        mark_filled: bool = True,
+    ) -> None:
+        """Write each episode's value at its own time step: ``ts`` (B,) long, each value
+        (B, *entry_shape); only episodes where ``where`` (B,) bool is True (None: all)."""
+        if tuple(ts.shape) != (self.batch_size,):
+            raise ValueError(f"ts must have shape ({self.batch_size},), got {tuple(ts.shape)}.")
+        rows = torch.arange(self.batch_size, device=self.device)  # (B,)
+        ts = ts.to(self.device)  # (B,)
+        staged = {
+            name: self._conform(name, torch.as_tensor(value), (self.batch_size,))
+            for name, value in values.items()
+        }  # each (B, *entry_shape) in its storage dtype
+        if where is not None:
+            keep = where.to(self.device).nonzero().squeeze(1)  # (B',)
+            rows, ts = rows[keep], ts[keep]
+            staged = {name: value[keep] for name, value in staged.items()}
+        for name, value in staged.items():
+            self.data[name][rows, ts] = value
+        if mark_filled:
+            self.data[FILLED][rows, ts] = True
+
+    def clear(self, idx: torch.Tensor) -> None:
+        """Empty episodes ``idx`` ((B',) long): every field zero, nothing filled."""
+        for tensor in self.data.values():
+            tensor[idx.to(self.device)] = 0
+
+    @staticmethod
+    def cat(batches: list[EpisodeBatch]) -> EpisodeBatch:
+        """The episodes of ``batches`` (one scheme, length and device) in one batch."""
+        first = batches[0]
+        data = {name: torch.cat([b.data[name] for b in batches]) for name in first.data}
+        size = sum(b.batch_size for b in batches)
+        return EpisodeBatch(first.scheme, size, first.max_seq_length, first.device, data)
+
     def mark_filled(self, ts: int | slice, mask: torch.Tensor) -> None:
         """Mark steps filled where ``mask`` is True: (B,) bool for an int ``ts``, (B, L)
         bool for a slice of L steps. Steps already filled stay filled."""

@@ -110,6 +110,18 @@ class BatchedEnv(Protocol):
 
 
 @runtime_checkable
+class CopyResetEnv(Protocol):
+    """A batched env that starts a new episode in some copies while the others play on
+    (what ``runner=autoreset`` needs). Its ``state_dict`` holds every copy's episode in
+    progress, so a run checkpointed mid-episode continues exactly."""
+
+    def reset_copies(self, mask: torch.Tensor) -> None:
+        """Start a new episode in the copies where ``mask`` (B,) bool is True; the others
+        keep their state. A reset copy draws only from its own randomness."""
+        ...
+
+
+@runtime_checkable
 class SMACInfoEnv(Protocol):
     """An env that describes itself with SMAC's ``get_env_info`` dict and more
     (feature names, which simulator or game version produced the results)."""

@@ -176,6 +176,14 @@ class MatrixEnv:
         self._t.zero_()
         self._done.zero_()
 
+    def reset_copies(self, mask: torch.Tensor) -> None:
+        """Start a new episode in the copies where ``mask`` (B,) bool is True."""
+        self._check.raise_pending()
+        mask = mask.to(self.device, torch.bool)  # (B,)
+        self._game_state = self._game_state.masked_fill(mask, START_STATE)  # (B,)
+        self._t = self._t.masked_fill(mask, 0)  # (B,)
+        self._done = self._done & ~mask  # (B,)
+
     def state(self) -> torch.Tensor:
         """One-hot game state then step / episode_limit, (B, S) float32."""
         one_hot = torch.nn.functional.one_hot(self._game_state, self.n_game_states)  # (B, G)

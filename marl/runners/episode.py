@@ -12,7 +12,7 @@ O obs size, S state size.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -114,13 +114,40 @@ class RolloutStats:
 
     def first(self, k: int) -> RolloutStats:
         """The stats of the first ``k`` episodes."""
-        return RolloutStats(
-            self.returns[:k], self.lengths[:k], {n: v[:k] for n, v in self.final_info.items()}
-        )
+        return self.rows(slice(0, k))
+
+    def rows(self, index: slice | torch.Tensor) -> RolloutStats:
+        """The stats of episodes ``index``."""
+        info = {name: value[index] for name, value in self.final_info.items()}
+        return RolloutStats(self.returns[index], self.lengths[index], info)
+
+    @staticmethod
+    def cat(parts: list[RolloutStats]) -> RolloutStats:
+        """The episodes of ``parts`` in order (info keys missing from a part read 0)."""
+        keys = dict.fromkeys(k for p in parts for k in p.final_info)
+        info = {
+            key: torch.cat(
+                [p.final_info.get(key, torch.zeros_like(p.returns)) for p in parts]
+            )  # (sum of B,)
+            for key in keys
+        }
+        returns = torch.cat([p.returns for p in parts])  # (sum of B,)
+        return RolloutStats(returns, torch.cat([p.lengths for p in parts]), info)
+
+
+def episode_returns(batch: EpisodeBatch, lengths: torch.Tensor) -> torch.Tensor:
+    """Each episode's undiscounted return, (B,), from its stored rewards and its length
+    lengths (B,) (the steps it played; later steps are not counted)."""
+    rewards = batch["reward"][..., 0]  # (B, T)
+    steps = torch.arange(batch.max_seq_length, device=rewards.device)  # (T,)
+    played = steps < lengths.to(rewards.device).unsqueeze(1)  # (B, T)
+    return torch.where(played, rewards, torch.zeros_like(rewards)).sum(1)  # (B,)
 
 
 class EpisodeRunner:
     """Turns (env, controller, action selector) into episode batches."""
+
+    on_policy_ok: ClassVar[bool] = True  # every episode of a batch is played by one policy
 
     def __init__(
         self,
@@ -173,9 +200,8 @@ class EpisodeRunner:
         # Step t was played, and step t + 1 holds its next state, for active copies.
         batch.mark_filled(slice(0, steps), played_mask)
         batch.mark_filled(slice(1, steps + 1), played_mask)
-        rewards = stacked["reward"]  # (B, L)
-        returns = torch.where(played_mask, rewards, torch.zeros_like(rewards)).sum(1)  # (B,)
         lengths = played_mask.long().sum(1)  # (B,)
+        returns = episode_returns(batch, lengths)  # (B,)
         if not test_mode:
             self.t_env += int(lengths.sum())
         return batch, RolloutStats(returns, lengths, final_info(infos, lengths))

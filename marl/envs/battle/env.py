@@ -294,6 +294,24 @@ class BattleEnv:
         self._invalidate()
         self._start_recordings()
 
+    def reset_copies(self, mask: torch.Tensor) -> None:
+        """Start a new episode in the copies where ``mask`` (B,) bool is True while the
+        others play on (``runner=autoreset``). A reset copy draws from its own stream just
+        as ``reset()`` would, so its episodes do not depend on when the other copies end."""
+        self._check.raise_pending()
+        if self._recording:
+            raise RuntimeError("replays record whole batches; reset every copy with reset().")
+        mask = mask.to(self.device, torch.bool)  # (B,)
+        old_units, old_goal = self._units, self._enemy_goal
+        units = self._spawn(advance=mask)
+        units.keep_where(~mask, old_units)
+        self._units = units
+        self._enemy_goal = torch.where(mask.unsqueeze(1), self._enemy_goal, old_goal)  # (B, 2)
+        self._t = torch.where(mask, 0, self._t)  # (B,)
+        self._done = self._done & ~mask  # (B,)
+        self._last_action = self._last_action.masked_fill(mask.unsqueeze(1), NO_ACTION)  # (B, N)
+        self._invalidate()
+
     def _spawn_layout(self) -> torch.Tensor:
         """Formation offsets plus spawn point per unit of a fixed team, (U, 2).
 
@@ -339,45 +357,53 @@ class BattleEnv:
         types = torch.cat([ally_types, types[:, n:]], 1)  # (B, U)
         return types, torch.cat([ally_pos, pos[:, n:]], 1)  # (B, U), (B, U, 2)
 
-    def _noise(self) -> torch.Tensor:
-        """Spawn jitter, uniform in [-spawn_noise, spawn_noise) per axis, (B, U, 2)."""
+    def _noise(self, advance: torch.Tensor | None = None) -> torch.Tensor:
+        """Spawn jitter, uniform in [-spawn_noise, spawn_noise) per axis, (B, U, 2); only
+        the ``advance`` (B,) copies' streams move on (None: all)."""
         b, u = self.batch_size, self.n_agents + self.n_enemies
-        return (self._rng.uniform(2 * u).view(b, u, 2) * 2 - 1) * self.spawn_noise  # (B, U, 2)
+        draws = self._rng.uniform(2 * u, advance=advance).view(b, u, 2)  # (B, U, 2)
+        return (draws * 2 - 1) * self.spawn_noise  # (B, U, 2)
 
-    def _draw_teams(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """SMACv2: new unit types (B, U) and start positions (B, U, 2), allies sorted."""
+    def _draw_teams(self, advance: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """SMACv2: new unit types (B, U) and start positions (B, U, 2), allies sorted; only
+        the ``advance`` (B,) copies' streams move on (None: all)."""
         team = self.spec.team
         assert team is not None
-        ally_types, enemy_types = draw_teams(self._rng, team)  # (B, N), (B, M)
-        ally_pos, enemy_pos, _ = draw_positions(self._rng, team)  # (B, N, 2), (B, M, 2)
+        ally_types, enemy_types = draw_teams(self._rng, team, advance)  # (B, N), (B, M)
+        ally_pos, enemy_pos, _ = draw_positions(self._rng, team, advance)  # (B, N/M, 2)
         types = torch.cat([ally_types, enemy_types], 1)  # (B, U)
-        pos = torch.cat([ally_pos, enemy_pos], 1) + self._noise()  # (B, U, 2)
+        pos = torch.cat([ally_pos, enemy_pos], 1) + self._noise(advance)  # (B, U, 2)
         radius = self._columns.radius[types].unsqueeze(-1)  # (B, U, 1)
         width, height = self.spec.map_size
         size = torch.tensor([width, height], device=self.device)  # (2,)
         pos = torch.minimum(torch.maximum(pos, radius), size - radius)  # (B, U, 2) open map
         return self._sort_allies(types, pos)
 
-    def _spawn(self) -> UnitState:
-        """Fresh units in every copy: full health, ready weapons, enemies given their order."""
+    def _spawn(self, advance: torch.Tensor | None = None) -> UnitState:
+        """Fresh units in every copy: full health, ready weapons, enemies given their order.
+        ``advance`` (B,) bool: the copies whose streams move on (None: all); the other
+        copies keep their unit types (SMACv2) and the caller keeps their units."""
         b, u, n, spec = self.batch_size, self.tab.n_units, self.n_agents, self.spec
         if spec.team is not None:
             if self._pending is None:
-                self._pending = self._draw_teams()
-                self.tab = UnitTable.build(spec, self._pending[0], b, self.device, self.collisions)
+                types, pos = self._draw_teams(advance)  # (B, U), (B, U, 2)
+                if advance is not None:
+                    types = torch.where(advance.unsqueeze(1), types, self.tab.types)  # (B, U)
+                self._pending = (types, pos)
+                self.tab = UnitTable.build(spec, types, b, self.device, self.collisions)
                 self.features.set_table(self.tab)
             pos = self._pending[1]  # (B, U, 2)
             self._pending = None
             target = pos[:, :n].mean(1)  # (B, 2) the allies' mean start position
         else:
-            pos = self._spawn_offsets + self._noise()  # (B, U, 2)
+            pos = self._spawn_offsets + self._noise(advance)  # (B, U, 2)
             pos = clamp_to_area(pos, self.tab.nav)  # (B, U, 2)
             _, pos = self._sort_allies(self.tab.types, pos)  # (B, U, 2)
             start = torch.tensor(spec.attack_target or (0.0, 0.0), device=self.device)  # (2,)
             target = start.expand(b, 2)  # (B, 2)
             if spec.attack_target_end is not None:
                 end = torch.tensor(spec.attack_target_end, device=self.device)  # (2,)
-                target = start + self._rng.uniform(1) * (end - start)  # (B, 2)
+                target = start + self._rng.uniform(1, advance) * (end - start)  # (B, 2)
         self._enemy_goal = target  # (B, 2)
         moving = spec.team is not None or spec.attack_target is not None
         self._enemy_order = ATTACK if spec.attack_units else ATTACK_MOVE if moving else IDLE

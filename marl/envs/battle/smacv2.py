@@ -45,19 +45,25 @@ def _categorical(u: torch.Tensor, cum: torch.Tensor) -> torch.Tensor:
     return (u.unsqueeze(-1) >= cum[:-1]).sum(-1)  # (...)
 
 
-def _draw_team(rng: CopyRNG, team: TeamDistribution, size: int) -> torch.Tensor:
-    """``size`` unit types per copy (global type indices), never all exceptions, (B, size)."""
+def _draw_team(
+    rng: CopyRNG, team: TeamDistribution, size: int, only: torch.Tensor | None = None
+) -> torch.Tensor:
+    """``size`` unit types per copy (global type indices), never all exceptions, (B, size).
+    ``only`` (B,) bool: the copies whose streams advance (None: all); the others' draws are
+    thrown away by the caller."""
     dev = rng.device
     kinds = torch.tensor([type_index(t) for t in team.unit_types], device=dev)  # (K,)
     weights = torch.tensor(team.weights, device=dev)  # (K,)
     cum = torch.cumsum(weights / weights.sum(), 0)  # (K,)
     exception = torch.tensor([t in team.exceptions for t in team.unit_types], device=dev)  # (K,)
-    pick = _categorical(rng.uniform(size), cum)  # (B, size)
+    pick = _categorical(rng.uniform(size, advance=only), cum)  # (B, size)
     bad = (
         exception[pick].all(1)
         if team.exceptions
         else torch.zeros_like(pick[:, 0], dtype=torch.bool)
     )
+    if only is not None:
+        bad = bad & only  # (B,) a copy that does not advance would redraw the same forever
     while bool(bad.any()):  # redraw (only those copies' streams advance)
         again = _categorical(rng.uniform(size, advance=bad), cum)  # (B, size)
         pick = torch.where(bad.unsqueeze(1), again, pick)  # (B, size)
@@ -65,24 +71,28 @@ def _draw_team(rng: CopyRNG, team: TeamDistribution, size: int) -> torch.Tensor:
     return kinds[pick]  # (B, size)
 
 
-def draw_teams(rng: CopyRNG, team: TeamDistribution) -> tuple[torch.Tensor, torch.Tensor]:
-    """Ally and enemy unit types per copy, (B, N) and (B, M) long (allies not yet sorted)."""
+def draw_teams(
+    rng: CopyRNG, team: TeamDistribution, only: torch.Tensor | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Ally and enemy unit types per copy, (B, N) and (B, M) long (allies not yet sorted);
+    only the ``only`` (B,) copies' streams advance (None: all)."""
     n, m = team.n_agents, team.n_enemies
-    allies = _draw_team(rng, team, n)  # (B, N)
+    allies = _draw_team(rng, team, n, only)  # (B, N)
     if m <= n:
         return allies, allies[:, :m].clone()  # (B, N), (B, M)
-    extra = _draw_team(rng, team, m - n)  # (B, M - N)
+    extra = _draw_team(rng, team, m - n, only)  # (B, M - N)
     return allies, torch.cat([allies, extra], 1)  # (B, N), (B, M)
 
 
 def draw_positions(
-    rng: CopyRNG, team: TeamDistribution
+    rng: CopyRNG, team: TeamDistribution, only: torch.Tensor | None = None
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Start positions (B, N, 2), (B, M, 2) and whether each copy is "surrounded" (B,)."""
+    """Start positions (B, N, 2), (B, M, 2) and whether each copy is "surrounded" (B,);
+    only the ``only`` (B,) copies' streams advance (None: all)."""
     n, m = team.n_agents, team.n_enemies
     size = SMACV2_MAP_SIZE
     half = size / 2
-    u = rng.uniform(1 + 2 * n + 2 * m + 1 + m + 2 * MAX_GROUPS)  # (B, K)
+    u = rng.uniform(1 + 2 * n + 2 * m + 1 + m + 2 * MAX_GROUPS, advance=only)  # (B, K)
     b = u.shape[0]
     surrounded = u[:, 0] > P_SURROUNDED  # (B,)
     u = u[:, 1:]  # (B, K - 1)
