@@ -8,6 +8,12 @@ all B x batch steps ("copy_steps_per_s", the raw simulation rate; frozen copies 
 still computed), with the machine named. Actions are drawn uniformly
 among the available ones (argmax of uniform noise), inside the timing.
 
+With ``--runner autoreset`` a copy whose episode ended sits out one step and then
+starts its next episode while the others play on, as ``runner=autoreset`` plays them:
+the timing starts after one episode limit of untimed steps (the copies' episodes then
+begin at different times, as in training) and runs for at least ``--seconds``. Each line
+gives ``real_fraction``, the share of simulated copy steps that are real env steps.
+
 With ``--compare KEY=VALUE ...`` every map and batch size is run once per setting
 (BattleEnv keyword arguments, e.g. ``collisions=false``) besides the defaults, the
 runs of all settings alternating (A B A B ...), and each line gives every setting's
@@ -16,6 +22,7 @@ median and its ratio to the defaults: the cost of a mechanic measured in one sit
 python scripts/bench_env.py                               # default maps, B = 1, 64, 1024
 python scripts/bench_env.py --maps 3m MMM2 --batch 1 64 --device cuda
 python scripts/bench_env.py --maps 3m 2s3z corridor --compare collisions=false
+python scripts/bench_env.py --maps 3m 3s5z --batch 8 64 1024 --runner autoreset
 """
 
 from __future__ import annotations
@@ -51,15 +58,52 @@ def run(env: BattleEnv, gen: torch.Generator, seconds: float) -> tuple[float, fl
         env.reset()
         active = torch.ones(env.batch_size, dtype=torch.bool, device=dev)  # (B,)
         while bool(active.any()):
-            avail = env.avail_actions()  # (B, N, A)
-            noise = torch.rand(avail.shape, generator=gen, device=dev)  # (B, N, A)
-            actions = (noise * avail).argmax(-1)  # (B, N) uniform among the available
-            result = env.step(actions)
+            result = env.step(random_actions(env, gen))
             live = live + active.sum()
             active = active & ~result.terminated  # (B,)
             steps += 1
         if time.perf_counter() - start >= seconds:
             break
+    synchronize(dev)
+    elapsed = time.perf_counter() - start
+    return int(live) / elapsed, steps * env.batch_size / elapsed
+
+
+def random_actions(env: BattleEnv, gen: torch.Generator) -> torch.Tensor:
+    """Actions (B, N) drawn uniformly among the available ones."""
+    avail = env.avail_actions()  # (B, N, A)
+    noise = torch.rand(avail.shape, generator=gen, device=env.device)  # (B, N, A)
+    return (noise * avail).argmax(-1)  # (B, N)
+
+
+def run_autoreset(env: BattleEnv, gen: torch.Generator, seconds: float) -> tuple[float, float]:
+    """(Real env steps, all copy steps) per second with copies that restart on their own,
+    after ``episode_limit`` untimed steps; runs last at least ``seconds``."""
+    dev = env.device
+    env.reset()
+    sitting_out = torch.zeros(env.batch_size, dtype=torch.bool, device=dev)  # (B,)
+
+    def step() -> torch.Tensor:
+        nonlocal sitting_out
+        result = env.step(random_actions(env, gen))
+        playing = ~sitting_out  # (B,)
+        if bool(sitting_out.any()):
+            env.reset_copies(sitting_out)
+        sitting_out = result.terminated & playing  # (B,) ended now: sit out the next step
+        if bool(sitting_out.all()):  # none plays on: all restart now (as the runner does)
+            env.reset_copies(sitting_out)
+            sitting_out = torch.zeros_like(sitting_out)
+        return playing.sum()
+
+    for _ in range(env.episode_limit):
+        step()
+    live = torch.zeros((), dtype=torch.long, device=dev)
+    steps = 0
+    synchronize(dev)
+    start = time.perf_counter()
+    while steps == 0 or time.perf_counter() - start < seconds:
+        live = live + step()
+        steps += 1
     synchronize(dev)
     elapsed = time.perf_counter() - start
     return int(live) / elapsed, steps * env.batch_size / elapsed
@@ -79,7 +123,9 @@ def bench(
     repeats: int,
     compile: bool = False,
     compare: tuple[str, ...] = (),
+    runner: str = "episode",
 ) -> dict[str, object]:
+    play = run_autoreset if runner == "autoreset" else run
     labels = ["defaults", *compare]
     envs, gens = [], []
     for label in labels:
@@ -94,7 +140,7 @@ def bench(
     runs: dict[str, list[tuple[float, float]]] = {label: [] for label in labels}
     for _ in range(repeats):  # alternating: every setting sees the same machine load
         for label, env, gen in zip(labels, envs, gens, strict=True):
-            runs[label].append(run(env, gen, seconds))
+            runs[label].append(play(env, gen, seconds))
     live = {label: [r[0] for r in got] for label, got in runs.items()}
     every = {label: [r[1] for r in got] for label, got in runs.items()}
     copies = every["defaults"]
@@ -102,8 +148,12 @@ def bench(
         "map": map_name,
         "batch_size": batch_size,
         "compile": compile,
+        "runner": runner,
         "env_steps_per_s": round(statistics.median(live["defaults"]), 1),
         "copy_steps_per_s": round(statistics.median(copies), 1),
+        "real_fraction": round(
+            statistics.median(r / c for r, c in zip(live["defaults"], copies, strict=True)), 3
+        ),
         "runs": [round(r, 1) for r in live["defaults"]],
     }
     for label in compare:
@@ -132,13 +182,26 @@ def main() -> None:
     parser.add_argument(
         "--compare", nargs="+", default=[], help="KEY=VALUE env settings run beside the defaults"
     )
+    parser.add_argument(
+        "--runner",
+        choices=["episode", "autoreset"],
+        default="episode",
+        help="lock-step episode batches, or copies that restart as they end",
+    )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     for map_name in args.maps:
         for b in args.batch:
             result = bench(
-                map_name, b, device, args.seconds, args.repeats, args.compile, tuple(args.compare)
+                map_name,
+                b,
+                device,
+                args.seconds,
+                args.repeats,
+                args.compile,
+                tuple(args.compare),
+                args.runner,
             )
             print(json.dumps(result), flush=True)
 

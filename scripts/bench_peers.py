@@ -224,10 +224,13 @@ def epymarl_command(venvs: Venvs, row: TrainRow, t_max: int) -> list[str]:
     return cmd
 
 
-def marl_env_command(row: EnvRow, copies: int, seconds: float, threads: int) -> list[str]:
+def marl_env_command(
+    row: EnvRow, copies: int, seconds: float, threads: int, runner: str, compile: bool
+) -> list[str]:
     script = str(REPO / "scripts" / "bench_env.py")
     cmd = [sys.executable, script, "--maps", row.map_name, "--batch", str(copies)]
-    return [*cmd, "--repeats", "1", "--seconds", str(seconds), "--threads", str(threads)]
+    cmd += ["--repeats", "1", "--seconds", str(seconds), "--threads", str(threads)]
+    return [*cmd, "--runner", runner, *(["--compile"] if compile else [])]
 
 
 def smax_command(venvs: Venvs, row: EnvRow, copies: int, seconds: float) -> list[str]:
@@ -332,9 +335,18 @@ def measure_train(name: str, row: TrainRow, venvs: Venvs, args: argparse.Namespa
     }
 
 
+MARL_COUNTS = {
+    "episode": "live env steps of whole episode batches (bench_env.py)",
+    "autoreset": "real env steps, copies restarting as they end, one step sat out per "
+    "episode (bench_env.py --runner autoreset)",
+}
+
+
 def measure_env(name: str, row: EnvRow, venvs: Venvs, args: argparse.Namespace) -> dict:
     copies = args.copies or row.copies
-    marl_cmd = marl_env_command(row, copies, args.seconds, args.marl_threads)
+    marl_cmd = marl_env_command(
+        row, copies, args.seconds, args.marl_threads, args.marl_runner, args.marl_compile
+    )
     peer_cmd = smax_command(venvs, row, copies, args.seconds)
     marl_runs, peer_runs, loads = alternate(
         lambda: run_env_side(marl_cmd), lambda: run_env_side(peer_cmd), args.repeats
@@ -348,7 +360,8 @@ def measure_env(name: str, row: EnvRow, venvs: Venvs, args: argparse.Namespace) 
         "measured": "each side's env steps/s after its warm-up, each run a fresh process",
         "marl": {
             "env_steps_per_s": spread(marl_sps),
-            "counts": "live env steps of whole episode batches (bench_env.py)",
+            "counts": MARL_COUNTS[args.marl_runner],
+            "compile": args.marl_compile,
             "copy_steps_per_s": spread([r["reported"]["copy_steps_per_s"] for r in marl_runs]),
             "torch_threads": args.marl_threads,
             "process_wall_s": spread([r["wall_s"] for r in marl_runs]),
@@ -393,6 +406,18 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=5.0, help="timed time, env rows")
     parser.add_argument("--copies", type=int, help="env copies for every env row (smoke)")
     parser.add_argument("--marl-threads", type=int, default=1, help="bench_env.py --threads")
+    parser.add_argument(
+        "--marl-runner",
+        choices=sorted(MARL_COUNTS),
+        default="autoreset",
+        help="bench_env.py --runner: lock-step batches or copies restarting as they end",
+    )
+    parser.add_argument(
+        "--marl-compile",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="bench_env.py --compile (env.compile=true: the game loop fused by torch.compile)",
+    )
     parser.add_argument("--out", type=Path, help="also append the JSON lines to this file")
     args = parser.parse_args()
     venvs = Venvs(args.venvs)

@@ -64,6 +64,17 @@ def test_bench_env_prints_one_line_per_map_and_batch() -> None:
     assert all(r["env_steps_per_s"] > 0 and set(r) >= CONTEXT for r in rows)
 
 
+def test_bench_env_autoreset_counts_real_steps_of_copies_that_restart() -> None:
+    (row,) = json_lines(
+        str(SCRIPTS / "bench_env.py"),
+        *("--maps", "3m", "--batch", "4", "--seconds", "0.2", "--repeats", "1"),
+        *("--runner", "autoreset"),
+    )
+    assert row["runner"] == "autoreset"
+    assert 0.9 < row["real_fraction"] < 1  # one step sat out per episode of ~20-60 steps
+    assert row["env_steps_per_s"] < row["copy_steps_per_s"]
+
+
 def test_time_to_win_reports_the_first_test_at_the_target() -> None:
     (row,) = json_lines(
         str(SCRIPTS / "time_to_win.py"),

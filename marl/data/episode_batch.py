@@ -170,6 +170,19 @@ class EpisodeBatch:
         (B, *entry_shape); only episodes where ``where`` (B,) bool is True (None: all)."""
         if tuple(ts.shape) != (self.batch_size,):
             raise ValueError(f"ts must have shape ({self.batch_size},), got {tuple(ts.shape)}.")
+        if where is not None and (
+            tuple(where.shape) != (self.batch_size,) or where.dtype != torch.bool
+        ):
+            raise ValueError(
+                f"where must be a ({self.batch_size},) bool mask, got {tuple(where.shape)} "
+                f"{where.dtype}."
+            )
+        for name in values:
+            if name not in self.scheme.fields:
+                raise ValueError(
+                    f"Unknown field {name!r}; fields are {sorted(self.scheme.fields)} "
+                    f"({FILLED!r} is marked, not written)."
+                )
         rows = torch.arange(self.batch_size, device=self.device)  # (B,)
         ts = ts.to(self.device)  # (B,)
         staged = {

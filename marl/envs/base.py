@@ -109,6 +109,15 @@ class BatchedEnv(Protocol):
     def close(self) -> None: ...
 
 
+def copy_mask(mask: torch.Tensor, batch_size: int, device: torch.device) -> torch.Tensor:
+    """``mask`` checked as one bool per env copy, (B,) on ``device``."""
+    if tuple(mask.shape) != (batch_size,) or mask.dtype != torch.bool:
+        raise ValueError(
+            f"a copy mask must be ({batch_size},) bool, got {tuple(mask.shape)} {mask.dtype}."
+        )
+    return mask.to(device)
+
+
 @runtime_checkable
 class CopyResetEnv(Protocol):
     """A batched env that starts a new episode in some copies while the others play on

@@ -35,7 +35,7 @@ from typing import Any
 import torch
 
 from marl.envs.action_check import ActionCheck
-from marl.envs.base import EnvInfo, StepResult
+from marl.envs.base import EnvInfo, StepResult, copy_mask
 from marl.validation import bounds, choices
 
 N_AGENTS = 2
@@ -179,7 +179,7 @@ class MatrixEnv:
     def reset_copies(self, mask: torch.Tensor) -> None:
         """Start a new episode in the copies where ``mask`` (B,) bool is True."""
         self._check.raise_pending()
-        mask = mask.to(self.device, torch.bool)  # (B,)
+        mask = copy_mask(mask, self.batch_size, self.device)  # (B,)
         self._game_state = self._game_state.masked_fill(mask, START_STATE)  # (B,)
         self._t = self._t.masked_fill(mask, 0)  # (B,)
         self._done = self._done & ~mask  # (B,)

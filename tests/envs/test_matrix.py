@@ -7,7 +7,7 @@ import itertools
 import pytest
 import torch
 
-from marl.envs.base import BatchedEnv, EnvInfo
+from marl.envs.base import BatchedEnv, CopyResetEnv, EnvInfo
 from marl.envs.matrix import MatrixEnv, MatrixEnvConfig
 
 PENALTY_K = -37.0
@@ -167,3 +167,31 @@ def test_bad_arguments_raise() -> None:
         env.step(torch.zeros(2, dtype=torch.long))
     with pytest.raises(ValueError, match="shape"):
         env.step(torch.zeros(3, 2, dtype=torch.long))
+
+
+def test_reset_copies_restarts_only_the_masked_copies() -> None:
+    # two_step, two rounds (4 steps); (1, 1) goes to 2B then pays 8 there.
+    env = make("two_step", batch_size=3, rounds=2)
+    assert isinstance(env, CopyResetEnv)
+    to_2b = torch.ones(3, 2, dtype=torch.long)
+    env.step(to_2b)
+    env.reset_copies(torch.tensor([True, False, False]))
+    expected = [one_hot_state(0, 3, 0.0)] + [one_hot_state(2, 3, 0.25)] * 2
+    torch.testing.assert_close(env.state(), torch.tensor(expected))
+    rewards = [env.step(to_2b).reward.tolist() for _ in range(3)]
+    assert rewards == [[0.0, 8.0, 8.0], [8.0, 0.0, 0.0], [0.0, 8.0, 8.0]]  # copy 0 one behind
+    assert env.state_dict()["done"].tolist() == [False, True, True]
+
+    env.reset_copies(torch.tensor([False, True, False]))  # one ended copy restarts
+    saved = env.state_dict()
+    assert saved["t"].tolist() == [3, 0, 4] and saved["done"].tolist() == [False, False, True]
+    assert saved["game_state"].tolist() == [2, 0, 0]
+    result = env.step(to_2b)
+    assert result.reward.tolist() == [8.0, 0.0, 0.0]  # copy 2 stays frozen
+    assert result.terminated.tolist() == [True, False, True]
+
+
+def test_reset_copies_refuses_a_mask_of_the_wrong_shape() -> None:
+    env = MatrixEnv("two_step", rounds=2, batch_size=3, seed=0)
+    with pytest.raises(ValueError, match="copy mask must be"):
+        env.reset_copies(torch.tensor([True]))  # would broadcast to every copy

@@ -46,7 +46,7 @@ from typing import Any
 import torch
 
 from marl.envs.action_check import ActionCheck
-from marl.envs.base import EnvInfo, StepResult
+from marl.envs.base import EnvInfo, StepResult, copy_mask
 from marl.envs.battle.features import (
     MOVE_DIRECTIONS,
     N_ACTIONS_NO_ATTACK,
@@ -301,7 +301,7 @@ class BattleEnv:
         self._check.raise_pending()
         if self._recording:
             raise RuntimeError("replays record whole batches; reset every copy with reset().")
-        mask = mask.to(self.device, torch.bool)  # (B,)
+        mask = copy_mask(mask, self.batch_size, self.device)  # (B,)
         old_units, old_goal = self._units, self._enemy_goal
         units = self._spawn(advance=mask)
         units.keep_where(~mask, old_units)
