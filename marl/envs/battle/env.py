@@ -193,7 +193,7 @@ class BattleEnv:
 
         self.n_agents, self.n_enemies = spec.n_agents, spec.n_enemies
         self.episode_limit = spec.episode_limit
-        self._rng = CopyRNG(seed, batch_size, self.device)
+        self._rng = CopyRNG(seed, batch_size, self.device, compile)
         self._rank = torch.tensor(
             [float(sorted(TYPE_NAMES).index(k)) for k in TYPE_NAMES], device=self.device
         )  # (K,) SMAC sorts agents by RL type id: alphabetical
@@ -223,6 +223,14 @@ class BattleEnv:
         self.n_actions = self.features.n_actions
         self._check = ActionCheck(self.n_actions, self.device, defer_checks)
         self._game_loop = torch.compile(game_loop, dynamic=False) if compile else game_loop
+        # What the agents see, fused the same way (geometry, masks, observations, state).
+        views = (self.features.geometry, self.features.avail_actions, self.features.obs)
+        if compile:
+            views = tuple(torch.compile(view, dynamic=False) for view in views)
+        self._view_geometry, self._view_avail, self._view_obs = views
+        self._view_state = (
+            torch.compile(self.features.state, dynamic=False) if compile else self.features.state
+        )
         # SMAC fixes max_reward at the first reset: here per copy, from its first team.
         points = (self.tab.health_max + self.tab.shield_max)[:, self.n_agents :].sum(1)  # (B,)
         self._max_reward = self.n_enemies * self.reward_death_value + self.reward_win + points
@@ -428,12 +436,12 @@ class BattleEnv:
 
     def _geometry(self) -> Geometry:
         if self._geo is None:
-            self._geo = self.features.geometry(self._units)
+            self._geo = self._view_geometry(self._units)
         return self._geo
 
     def _avail(self) -> torch.Tensor:
         if self._avail_cache is None:
-            self._avail_cache = self.features.avail_actions(self._units, self._geometry())
+            self._avail_cache = self._view_avail(self._units, self._geometry())
         return self._avail_cache
 
     def _invalidate(self) -> None:
@@ -449,7 +457,7 @@ class BattleEnv:
     def obs(self) -> torch.Tensor:
         """Per-agent observations, (B, N, O) float32."""
         if self._obs_cache is None:
-            self._obs_cache = self.features.obs(
+            self._obs_cache = self._view_obs(
                 self._units, self._geometry(), self._avail(), self._last_action, self._t
             )
         return self._obs_cache.clone()
@@ -457,7 +465,7 @@ class BattleEnv:
     def state(self) -> torch.Tensor:
         """Global state, (B, S) float32."""
         obs = self.obs() if self.features.flags.obs_instead_of_state else None
-        return self.features.state(self._units, self._last_action, self._t, obs)
+        return self._view_state(self._units, self._last_action, self._t, obs)
 
     # ------------------------------------------------------------------ step
 

@@ -41,11 +41,27 @@ def hash32(x: torch.Tensor) -> torch.Tensor:
     return x ^ (x >> 16)
 
 
-class CopyRNG:
-    """B independent uniform streams, keyed by (seed, copy index)."""
+def _uniforms(key: torch.Tensor, counter: torch.Tensor, index_keys: torch.Tensor) -> torch.Tensor:
+    """K uniforms in [0, 1) per copy at its counter, (B, K) float32: key, counter (B,),
+    index_keys (K,)."""
+    mixed = (counter * _GOLDEN + _SALT_COUNT) & _MASK32  # (B,)
+    base = hash32(key ^ mixed)  # (B,)
+    bits = hash32(base.unsqueeze(1) ^ index_keys)  # (B, K)
+    return (bits >> (32 - _FLOAT_BITS)).float() * (2.0**-_FLOAT_BITS)  # (B, K)
 
-    def __init__(self, seed: int, batch_size: int, device: torch.device) -> None:
+
+class CopyRNG:
+    """B independent uniform streams, keyed by (seed, copy index).
+
+    ``compile``: the hashing fused by ``torch.compile`` (integer arithmetic, so the
+    numbers are the same bits as eager).
+    """
+
+    def __init__(
+        self, seed: int, batch_size: int, device: torch.device, compile: bool = False
+    ) -> None:
         self.device = device
+        self._draw = torch.compile(_uniforms, dynamic=False) if compile else _uniforms
         seed_lo = torch.tensor(seed & _MASK32, dtype=torch.long, device=device)
         seed_hi = torch.tensor((seed >> 32) & _MASK32, dtype=torch.long, device=device)
         copies = torch.arange(batch_size, dtype=torch.long, device=device)  # (B,)
@@ -60,12 +76,10 @@ class CopyRNG:
         A copy that does not advance draws the same numbers again next time, so a
         frozen copy leaves its stream untouched.
         """
-        mixed = (self.counter * _GOLDEN + _SALT_COUNT) & _MASK32  # (B,)
-        base = hash32(self.key ^ mixed)  # (B,)
-        bits = hash32(base.unsqueeze(1) ^ self._index_keys(k))  # (B, K)
+        draws = self._draw(self.key, self.counter, self._index_keys(k))  # (B, K)
         step = torch.ones_like(self.counter) if advance is None else advance.long()  # (B,)
         self.counter = self.counter + step  # (B,)
-        return (bits >> (32 - _FLOAT_BITS)).float() * (2.0**-_FLOAT_BITS)  # (B, K)
+        return draws  # (B, K)
 
     def _index_keys(self, k: int) -> torch.Tensor:
         """Hashed element indices 0..K-1, (K,), cached per K."""
