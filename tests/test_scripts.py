@@ -183,3 +183,14 @@ def test_battle_fidelity_counts_living_enemies_in_melee_reach_of_each_ally() -> 
     health[:, 8] = 0  # one of the 4 dies
     env.set_unit_state(health=health)
     assert BATTLE_FIDELITY.enemies_in_reach(env)[:, 0].tolist() == [3, 3]
+
+
+def test_bench_peers_runs_marls_battle_side_as_asked(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.syspath_prepend(str(SCRIPTS))  # it imports its sibling scripts
+    peers = importlib.import_module("bench_peers")
+    row = peers.ROWS["smax_3m_64"]
+    fast = peers.marl_env_command(row, 64, 5.0, 1, "autoreset", True)
+    assert fast[fast.index("--runner") + 1] == "autoreset" and "--compile" in fast
+    plain = peers.marl_env_command(row, 64, 5.0, 1, "episode", False)
+    assert plain[plain.index("--runner") + 1] == "episode" and "--compile" not in plain
+    assert set(peers.MARL_COUNTS) == {"episode", "autoreset"}

@@ -16,7 +16,9 @@ the episode runner. Test episodes (and ``evaluate``) play in lock step; the trai
 copies' env state is put back afterwards.
 
 Episodes that started before a learner update finish under the updated policy, which is
-fine for off-policy learners and not for on-policy ones (refused in validation).
+fine for off-policy learners and not for on-policy ones (refused in validation). Each step
+reads back which copies ended (free on the CPU; off it, a host wait per step, where the
+episode runner's ``sync_every`` waits once per 8).
 
 Shapes: B env copies, T = episode_limit + 1 stored steps, N agents, A actions, H hidden.
 """
