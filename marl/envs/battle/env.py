@@ -39,6 +39,7 @@ Shapes: B copies, N agents, M enemies, U = N + M units, A actions, O obs, S stat
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -230,15 +231,16 @@ class BattleEnv:
             # abilities) or several envs in one process (maps, batch sizes) need more.
             dynamo = torch._dynamo.config
             dynamo.recompile_limit = max(dynamo.recompile_limit, COMPILED_VARIANTS)
-        self._game_loop = torch.compile(game_loop, dynamic=False) if compile else game_loop
+
+        def fused(fn: Callable[..., Any]) -> Any:
+            return torch.compile(fn, dynamic=False) if compile else fn
+
+        self._game_loop = fused(game_loop)
         # What the agents see, fused the same way (geometry, masks, observations, state).
-        views = (self.features.geometry, self.features.avail_actions, self.features.obs)
-        if compile:
-            views = tuple(torch.compile(view, dynamic=False) for view in views)
-        self._view_geometry, self._view_avail, self._view_obs = views
-        self._view_state = (
-            torch.compile(self.features.state, dynamic=False) if compile else self.features.state
-        )
+        self._view_geometry = fused(self.features.geometry)
+        self._view_avail = fused(self.features.avail_actions)
+        self._view_obs = fused(self.features.obs)
+        self._view_state = fused(self.features.state)
         # SMAC fixes max_reward at the first reset: here per copy, from its first team.
         points = (self.tab.health_max + self.tab.shield_max)[:, self.n_agents :].sum(1)  # (B,)
         self._max_reward = self.n_enemies * self.reward_death_value + self.reward_win + points
@@ -255,6 +257,7 @@ class BattleEnv:
         self._battles_game = torch.zeros((), dtype=torch.long, device=self.device)
         self._timeouts = torch.zeros((), dtype=torch.long, device=self.device)
         self._units: UnitState  # set by reset()
+        self._enemy_goal: torch.Tensor  # (B, 2), set by reset()
         self._geo: Geometry | None = None
         self._avail_cache: torch.Tensor | None = None
         self._obs_cache: torch.Tensor | None = None
