@@ -88,6 +88,7 @@ COOLDOWN_DELAY = (-1.0, 2.0)
 SPAWN_GAP = 0.1  # space between neighbouring units in the spawn formation
 _SORT_SCALE = 1000.0  # agent sort key: type group, then x, then y
 NO_ACTION = -1  # last action before the first step (a zero one-hot, as SMAC)
+SIMD_LANES = 8  # env.compile: vector width for maps whose unit count is not a multiple of 16
 COMPILED_VARIANTS = 64  # env.compile: compiled variants kept per function (dynamo's default 8)
 
 
@@ -232,8 +233,15 @@ class BattleEnv:
             dynamo = torch._dynamo.config
             dynamo.recompile_limit = max(dynamo.recompile_limit, COMPILED_VARIANTS)
 
+        # Inductor vectorises the innermost dim (mostly the units) at the CPU's width, 16
+        # floats with AVX-512; 8 lanes measured faster where the units do not fill 16 (a
+        # 3m step at 1,024 copies 8.6 -> 6.1 ms, 2s3z 25 -> 19 ms) and 2x slower on 3s5z's
+        # 16 (AVX2 machines use 8 anyway).
+        units = self.n_agents + self.n_enemies
+        options: dict[str, Any] = {} if units % 16 == 0 else {"cpp.simdlen": SIMD_LANES}
+
         def fused(fn: Callable[..., Any]) -> Any:
-            return torch.compile(fn, dynamic=False) if compile else fn
+            return torch.compile(fn, dynamic=False, options=options) if compile else fn
 
         self._game_loop = fused(game_loop)
         # What the agents see, fused the same way (geometry, masks, observations, state).
