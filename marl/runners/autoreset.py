@@ -36,7 +36,12 @@ from marl.data.episode_batch import EpisodeBatch
 from marl.envs.base import BatchedEnv, CopyResetEnv
 from marl.errors import UsageError
 from marl.exploration.base import ActionSelector
-from marl.runners.episode import EpisodeRunner, RolloutStats, episode_returns
+from marl.runners.episode import (
+    EpisodeRunner,
+    RolloutStats,
+    check_available,
+    episode_returns,
+)
 
 
 @dataclass
@@ -158,8 +163,7 @@ class AutoresetRunner(EpisodeRunner):
     def _observe(self) -> None:
         """Read obs, masks and state of every copy and store them at its current step."""
         obs, avail = self.env.obs(), self.env.avail_actions()  # (B, N, O), (B, N, A)
-        if not bool(avail.any(dim=-1).all()):  # an env bug
-            raise ValueError("every agent needs at least one available action at every step")
+        check_available(avail)
         seen = {"state": self.env.state(), "obs": obs, "avail_actions": avail}
         self._episodes.update_steps(seen, self._t)
         self._obs, self._avail = obs, avail
@@ -176,10 +180,14 @@ class AutoresetRunner(EpisodeRunner):
         )
         self._queue.append((episodes, stats))
 
+    def _queued(self) -> tuple[EpisodeBatch, RolloutStats]:
+        """Every queued episode, in the order they finished, in one batch."""
+        batch = EpisodeBatch.cat([b for b, _ in self._queue])  # (queued, T)
+        return batch, RolloutStats.cat([s for _, s in self._queue])
+
     def _hand_over(self) -> tuple[EpisodeBatch, RolloutStats]:
         """The first B queued episodes; the rest stay queued."""
-        batch = EpisodeBatch.cat([b for b, _ in self._queue])  # (>= B, T)
-        stats = RolloutStats.cat([s for _, s in self._queue])
+        batch, stats = self._queued()  # (>= B, T)
         b, queued = self.batch_size, batch.batch_size
         first, rest = torch.arange(queued, device=batch.device).split([b, queued - b])
         self._queue = [(batch.index(rest), stats.rows(rest))] if queued > b else []
@@ -195,8 +203,7 @@ class AutoresetRunner(EpisodeRunner):
             return state
         queue = None
         if self._queue:
-            batch = EpisodeBatch.cat([b for b, _ in self._queue])
-            stats = RolloutStats.cat([s for _, s in self._queue])
+            batch, stats = self._queued()
             queue = {
                 "episodes": {k: v.clone() for k, v in batch.data.items()},
                 "returns": stats.returns.clone(),

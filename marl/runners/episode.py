@@ -135,6 +135,13 @@ class RolloutStats:
         return RolloutStats(returns, torch.cat([p.lengths for p in parts]), info)
 
 
+def check_available(avail: torch.Tensor) -> None:
+    """Raise unless every agent has an available action: avail (..., N, A) bool (an env
+    bug otherwise; the action selectors need one)."""
+    if not bool(avail.any(dim=-1).all()):
+        raise ValueError("every agent needs at least one available action at every step")
+
+
 def episode_returns(batch: EpisodeBatch, lengths: torch.Tensor) -> torch.Tensor:
     """Each episode's undiscounted return, (B,), from its stored rewards and its length
     lengths (B,) (the steps it played; later steps are not counted)."""
@@ -188,8 +195,7 @@ class EpisodeRunner:
         batch = self.new_batch()
         steps = len(played["reward"])  # L
         looked = {k: torch.stack(v, 1) for k, v in seen.items()}  # each (B, L + 1, ...)
-        if not bool(looked["avail_actions"].any(dim=-1).all()):  # an env bug
-            raise ValueError("every agent needs at least one available action at every step")
+        check_available(looked["avail_actions"])
         batch.update(looked, ts=slice(0, steps + 1), mark_filled=False)
         stacked = {k: torch.stack(v, 1) for k, v in played.items()}  # each (B, L, ...)
         played_mask = ~stacked.pop("ended")  # (B, L): the copy played step t
