@@ -85,7 +85,10 @@ def test_ctrl_c_on_the_command_line_exits_130_with_one_line(tmp_path: Path) -> N
     (line,) = [line for line in out.splitlines() if "stopped by SIGINT" in line]
     assert "rerunning the same command (or a requeue) resumes from it" in line
     steps = list_steps(run_dir / "checkpoints")[0]
-    assert len(steps) == 2 and f"checkpoints/{steps[-1]}" in line
+    assert f"checkpoints/{steps[-1]}" in line
+    # The stop saves its own checkpoint, unless it came in the iteration that wrote the
+    # first one (a slow machine): then it names that one instead of saving it twice.
+    assert len(steps) == 2 or f"at t_env {steps[0]:,} " in line, (steps, line)
 
 
 def test_a_handler_installed_before_is_kept_for_after_the_checkpoint() -> None:
