@@ -71,6 +71,7 @@ from marl.envs.battle.sim import (
     UnitTable,
     alive,
     contacts,
+    every_pair,
     game_loop,
     hunt,
     type_columns,
@@ -88,7 +89,9 @@ COOLDOWN_DELAY = (-1.0, 2.0)
 SPAWN_GAP = 0.1  # space between neighbouring units in the spawn formation
 _SORT_SCALE = 1000.0  # agent sort key: type group, then x, then y
 NO_ACTION = -1  # last action before the first step (a zero one-hot, as SMAC)
-SIMD_LANES = 8  # env.compile: vector width for maps whose unit count is not a multiple of 16
+# env.compile on maps whose unit count is not a multiple of 16: a vector width (in bits)
+# that matches no instruction set, so Inductor writes scalar loops (see __init__).
+SCALAR = {"cpp.simdlen": 8}
 COMPILED_VARIANTS = 64  # env.compile: compiled variants kept per function (dynamo's default 8)
 
 
@@ -193,6 +196,7 @@ class BattleEnv:
         self.spawn_noise = float(spawn_noise)
         self.cooldown_jitter = cooldown_jitter
         self.collisions = collisions
+        self.compile = compile
         self.seed = seed
 
         self.n_agents, self.n_enemies = spec.n_agents, spec.n_enemies
@@ -234,11 +238,13 @@ class BattleEnv:
             dynamo.recompile_limit = max(dynamo.recompile_limit, COMPILED_VARIANTS)
 
         # Inductor vectorises the innermost dim (mostly the units) at the CPU's width, 16
-        # floats with AVX-512; 8 lanes measured faster where the units do not fill 16 (a
-        # 3m step at 1,024 copies 8.6 -> 6.1 ms, 2s3z 25 -> 19 ms) and 2x slower on 3s5z's
-        # 16 (AVX2 machines use 8 anyway).
+        # floats with AVX-512. Where the units do not fill the vectors scalar loops were
+        # faster (a 3m step at 1,024 copies 8.6 -> 6.1 ms, 2s3z 25 -> 19 ms, corridor's
+        # game loop 4x), and 2x slower on 3s5z's 16. (`cpp.simdlen` is in bits: an earlier
+        # note here read 8 as 8 lanes.) The collision pass of big maps is vectorised on
+        # its own, along the copies (sim._separate_planes).
         units = self.n_agents + self.n_enemies
-        options: dict[str, Any] = {} if units % 16 == 0 else {"cpp.simdlen": SIMD_LANES}
+        options: dict[str, Any] = {} if units % 16 == 0 else dict(SCALAR)
 
         def fused(fn: Callable[..., Any]) -> Any:
             return torch.compile(fn, dynamic=False, options=options) if compile else fn
@@ -540,7 +546,8 @@ class BattleEnv:
             restart = restart + low + draws * (high - low)  # (B, L, U)
         shots = torch.full((b, u), NO_TARGET, device=self.device)  # (B, U)
         played = self._t * loops  # (B,) game loops this episode so far
-        near = contacts(self._units, self.tab) if self.tab.collide else None
+        pairs = every_pair(self.tab, self.batch_size, self.compile)
+        near = contacts(self._units, self.tab) if self.tab.collide and not pairs else None
         for loop in range(loops):
             if self.tab.hunt:
                 hunt(self._units, self.tab, live & ((played + loop) % HUNT_LOOPS == 0))

@@ -9,6 +9,7 @@ ground ones, and a static unit is never pushed. Envs here play one game loop per
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import pytest
@@ -298,3 +299,55 @@ def test_collision_pass_equals_its_pair_by_pair_definition(map_name: str) -> Non
     want = reference_pushes(units.pos, env.tab, live, step, partners)
     assert not torch.equal(got, units.pos)  # something was pushed
     torch.testing.assert_close(got, want, rtol=0, atol=1e-5)
+
+
+@pytest.mark.parametrize("map_name", ["2c_vs_64zg", "protoss_5_vs_5"])
+def test_compiled_pass_in_planes_equals_the_pair_by_pair_definition(map_name: str) -> None:
+    # env.compile from PLANES_MIN_COPIES copies: every pair, laid out copies-last and
+    # compiled on its own (a few seconds of compiling per map). Layers (colossus over
+    # zerglings), per-copy teams (SMACv2).
+    env = BattleEnv(map_name, batch_size=3, seed=0)
+    gen = torch.Generator().manual_seed(1)
+    b, u = 3, env.tab.n_units
+    pos = 10 + 4 * torch.rand(b, u, 2, generator=gen)  # (B, U, 2) crowded
+    live = torch.rand(b, u, generator=gen) > 0.2  # (B, U) some dead
+    step = (torch.rand(b, u, 2, generator=gen) - 0.5) * live.unsqueeze(-1)  # (B, U, 2)
+    tab = env.tab
+    got = sim._separate_planes_fused(pos, live, step, tab.tie, tab.away, tab.touch, tab.push)
+    everyone = [[[v for v in range(u) if v != w] for w in range(u)]] * b
+    want = reference_pushes(pos, tab, live, step, everyone)
+    assert not torch.equal(got, pos)  # something was pushed
+    torch.testing.assert_close(got, want, rtol=0, atol=1e-5)
+
+
+def test_compiled_big_batches_check_every_pair_without_contacts() -> None:
+    tab = BattleEnv("corridor", batch_size=1, seed=0).tab  # 30 units: K partners eager
+    assert not sim.every_pair(tab, sim.PLANES_MIN_COPIES, compiled=False)
+    assert not sim.every_pair(tab, sim.PLANES_MIN_COPIES - 1, compiled=True)
+    assert sim.every_pair(tab, sim.PLANES_MIN_COPIES, compiled=True)
+    assert sim.every_pair(BattleEnv("3m", batch_size=1, seed=0).tab, 1, compiled=False)
+    xy = torch.arange(24.0).view(3, 4, 2)  # (B, U, 2)
+    assert torch.equal(sim.copies_last(xy), xy.permute(1, 2, 0))  # (U, 2, B)
+    one = torch.ones(1, 4, 2)  # one copy: the planes are a copy, not a view of it
+    assert sim.copies_last(one).data_ptr() != one.data_ptr()
+
+
+@pytest.mark.slow
+def test_compiled_corridor_in_planes_plays_like_eager_with_every_pair() -> None:
+    """corridor at PLANES_MIN_COPIES copies, compiled (every pair, copies-last) and eager
+    told to check every pair too: the same positions to float rounding over the first
+    steps (rounding differences grow once units fight; about 20 s of compiling). Eager
+    itself checks each unit's 8 nearest partners, which on corridor's packed zerglings
+    parts from every pair within 3 steps in about one copy in seven."""
+    b = sim.PLANES_MIN_COPIES
+    eager = BattleEnv("corridor", batch_size=b, seed=3)
+    eager.tab = dataclasses.replace(eager.tab, near_k=0)
+    envs = [eager, BattleEnv("corridor", batch_size=b, seed=3, compile=True)]
+    gen = [torch.Generator().manual_seed(5) for _ in envs]
+    for env in envs:
+        env.reset()
+    for _ in range(5):
+        for env, g in zip(envs, gen, strict=True):
+            avail = env.avail_actions().float()  # (B, N, A)
+            env.step(torch.multinomial(avail.flatten(0, 1), 1, generator=g).view(b, -1))
+        torch.testing.assert_close(envs[0].units.pos, envs[1].units.pos, rtol=0, atol=1e-3)
