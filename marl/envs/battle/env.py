@@ -66,6 +66,7 @@ from marl.envs.battle.sim import (
     IDLE,
     MOVE,
     NO_TARGET,
+    SCALAR_OPTIONS,
     SHIELD_REGEN_DELAY,
     UnitState,
     UnitTable,
@@ -74,6 +75,7 @@ from marl.envs.battle.sim import (
     every_pair,
     game_loop,
     hunt,
+    scalar_loops,
     type_columns,
 )
 from marl.envs.battle.smacv2 import draw_positions, draw_teams
@@ -89,9 +91,6 @@ COOLDOWN_DELAY = (-1.0, 2.0)
 SPAWN_GAP = 0.1  # space between neighbouring units in the spawn formation
 _SORT_SCALE = 1000.0  # agent sort key: type group, then x, then y
 NO_ACTION = -1  # last action before the first step (a zero one-hot, as SMAC)
-# env.compile on maps whose unit count is not a multiple of 16: a vector width (in bits)
-# that matches no instruction set, so Inductor writes scalar loops (see __init__).
-SCALAR = {"cpp.simdlen": 8}
 COMPILED_VARIANTS = 64  # env.compile: compiled variants kept per function (dynamo's default 8)
 
 
@@ -237,14 +236,8 @@ class BattleEnv:
             dynamo = torch._dynamo.config
             dynamo.recompile_limit = max(dynamo.recompile_limit, COMPILED_VARIANTS)
 
-        # Inductor vectorises the innermost dim (mostly the units) at the CPU's width, 16
-        # floats with AVX-512. Where the units do not fill the vectors scalar loops were
-        # faster (a 3m step at 1,024 copies 8.6 -> 6.1 ms, 2s3z 25 -> 19 ms, corridor's
-        # game loop 4x), and 2x slower on 3s5z's 16. (`cpp.simdlen` is in bits: an earlier
-        # note here read 8 as 8 lanes.) The collision pass of big maps is vectorised on
-        # its own, along the copies (sim._separate_planes).
-        units = self.n_agents + self.n_enemies
-        options: dict[str, Any] = {} if units % 16 == 0 else dict(SCALAR)
+        # Scalar loops where the units do not fill Inductor's vectors (sim.VECTOR_UNITS).
+        options: dict[str, Any] = dict(SCALAR_OPTIONS) if scalar_loops(self.tab.n_units) else {}
 
         def fused(fn: Callable[..., Any]) -> Any:
             return torch.compile(fn, dynamic=False, options=options) if compile else fn

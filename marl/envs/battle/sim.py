@@ -123,11 +123,18 @@ MOVERS = ("ground", "cliff", "air")  # terrain classes; a static unit uses the g
 # cliff walker) is SC2's only massive unit here: it walks over small ground units.
 LAYERS = {"ground": 0, "static": 0, "cliff": 1, "air": 2}
 NEIGHBOURS = 8  # collision partners per unit per step on maps of more than 17 units
-# Compiled, on big maps (``near_k`` > 0) from this many copies the collision pass checks
-# every pair in copies-last planes (``_separate_planes``); below it, or on small maps, the
-# planes' transposes and separate kernel cost more than they save (corridor: a step at
-# 16 copies 3.0 ms with partners, 3.6 in planes; at 64 copies 6.2 and 5.6).
+# env.compile: Inductor vectorises a kernel's innermost dim, mostly the units. Where they
+# do not fill its vectors (16 floats with AVX-512) scalar loops were faster (a 3m step at
+# 1,024 copies 8.6 -> 6.1 ms, 2s3z 25 -> 19 ms, corridor's game loop 4x) and 2x slower
+# on 3s5z's 16. ``cpp.simdlen`` is a width in bits: 8 matches no instruction set.
+VECTOR_UNITS = 16
+SCALAR_OPTIONS: dict[str, Any] = {"cpp.simdlen": 8}
+# env.compile, collision pass in copies-last planes (``_separate_planes``, every pair):
+# on big maps (``near_k`` > 0) from 64 copies (corridor: a step at 16 copies 3.0 ms with
+# partners, 3.6 in planes; at 64 copies 6.2 and 5.6), on small maps compiled to scalar
+# loops from 1,024 (2s3z 18.9 -> 15.8 ms a step; at 256 copies 5.7 -> 6.3; 3m even).
 PLANES_MIN_COPIES = 64
+PLANES_MIN_COPIES_SMALL = 1024
 PRIORITY = 0.25  # when two units walk into each other the later one takes 0.75 of it
 SLIDE = 0.3  # radians: a push is turned this much, so units meeting head-on slide past
 
@@ -622,16 +629,24 @@ class Contacts(NamedTuple):
     push: torch.Tensor  # (B, U, K) u's share when both or neither walked
 
 
+def scalar_loops(n_units: int) -> bool:
+    """env.compile: whether the game loop compiles to scalar loops (``SCALAR_OPTIONS``)."""
+    return n_units % VECTOR_UNITS != 0
+
+
+def in_planes(tab: UnitTable, batch_size: int, compiled: bool) -> bool:
+    """Whether the collision pass runs in copies-last planes (``_separate_planes``)."""
+    if not (compiled and tab.collide):
+        return False
+    if tab.near_k > 0:
+        return batch_size >= PLANES_MIN_COPIES
+    return scalar_loops(tab.n_units) and batch_size >= PLANES_MIN_COPIES_SMALL
+
+
 def every_pair(tab: UnitTable, batch_size: int, compiled: bool) -> bool:
     """Whether the collision pass checks every pair of units (no ``contacts`` needed):
-    on small maps, and compiled from ``PLANES_MIN_COPIES`` copies (``_separate_planes``)."""
-    return tab.near_k == 0 or (compiled and batch_size >= PLANES_MIN_COPIES)
-
-
-def _in_planes(tab: UnitTable, batch_size: int) -> bool:
-    """Inside the compiled game loop: whether collisions run in planes, not ``_separate``."""
-    compiled = torch.compiler.is_compiling()
-    return tab.collide and tab.near_k > 0 and every_pair(tab, batch_size, compiled)
+    on small maps, and in planes."""
+    return tab.near_k == 0 or in_planes(tab, batch_size, compiled)
 
 
 def _spread(
@@ -775,9 +790,10 @@ def _separate_planes(
 ) -> torch.Tensor:
     """``_separate`` for many copies under ``torch.compile``: every pair (no ``near``
     partners), laid out copies-last (U, V, B) so the fused kernel runs along the copies
-    in vectors. In (B, U, V) the innermost dim is a few units and Inductor emits scalar
-    code: 3m at 1,024 copies 0.30 -> 0.16 ms a loop, corridor 3.4 ms (8 partners) ->
-    1.2 ms (all 30), and no ``contacts`` (10-20 ms a step) to find partners."""
+    in vectors. In (B, U, V) the innermost dim is a few units and the kernel is scalar
+    (``SCALAR_OPTIONS``) or runs in short vectors with tails. Corridor at 1,024 copies:
+    the pass alone 3.4 ms a loop with 8 partners -> 1.2 ms for all 30, and no
+    ``contacts`` (10-20 ms a step) to find partners."""
     x, y = copies_last(_spread(pos, live, tie, away)).unbind(1)  # (U, B), (U, B)
     sx, sy = copies_last(step).unbind(1)  # (U, B), (U, B)
     dx, dy = x.unsqueeze(1) - x.unsqueeze(0), y.unsqueeze(1) - y.unsqueeze(0)  # (U, V, B)
@@ -938,7 +954,7 @@ def game_loop(
     fire = ready & ~tab.heals if tab.any_heal else ready  # (B, U)
     step = _move(s, tab, live, has, in_range, target_pos, reach)  # (B, U, 2)
     pos = s.pos + step  # (B, U, 2)
-    if _in_planes(tab, pos.shape[0]):  # compiled on its own (a break in this graph)
+    if in_planes(tab, pos.shape[0], torch.compiler.is_compiling()):  # a graph break
         pos = _separate_in_planes(pos, tab, live, step)  # (B, U, 2)
     elif tab.collide:
         pos = _separate(pos, tab, live, step, near)  # (B, U, 2)

@@ -320,12 +320,18 @@ def test_compiled_pass_in_planes_equals_the_pair_by_pair_definition(map_name: st
     torch.testing.assert_close(got, want, rtol=0, atol=1e-5)
 
 
-def test_compiled_big_batches_check_every_pair_without_contacts() -> None:
+def test_compiled_big_batches_go_to_planes_without_contacts() -> None:
     tab = BattleEnv("corridor", batch_size=1, seed=0).tab  # 30 units: K partners eager
     assert not sim.every_pair(tab, sim.PLANES_MIN_COPIES, compiled=False)
     assert not sim.every_pair(tab, sim.PLANES_MIN_COPIES - 1, compiled=True)
     assert sim.every_pair(tab, sim.PLANES_MIN_COPIES, compiled=True)
     assert sim.every_pair(BattleEnv("3m", batch_size=1, seed=0).tab, 1, compiled=False)
+    # Small maps compiled to scalar loops go to planes from PLANES_MIN_COPIES_SMALL copies;
+    # 3s5z's 16 units fill the vectors, so its loop's own pass stays.
+    small, many = BattleEnv("2s3z", batch_size=1, seed=0).tab, sim.PLANES_MIN_COPIES_SMALL
+    assert sim.in_planes(small, many, compiled=True)
+    assert not sim.in_planes(small, many - 1, compiled=True)
+    assert not sim.in_planes(BattleEnv("3s5z", batch_size=1, seed=0).tab, many, compiled=True)
     xy = torch.arange(24.0).view(3, 4, 2)  # (B, U, 2)
     assert torch.equal(sim.copies_last(xy), xy.permute(1, 2, 0))  # (U, 2, B)
     one = torch.ones(1, 4, 2)  # one copy: the planes are a copy, not a view of it
