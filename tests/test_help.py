@@ -83,3 +83,12 @@ def test_help_gives_every_setting_a_meaning(help_text: str) -> None:
 def test_help_shows_the_mission_commands(help_text: str) -> None:
     examples = [line.strip() for line in section(help_text, "Examples").splitlines()]
     assert all(command in examples for command in MISSION_COMMANDS)
+
+
+def test_start_up_does_not_import_the_compiler() -> None:
+    """Dynamo and Inductor cost every process over a second to import; only a run that
+    compiles (env.compile, learner.compile) should pay it. A decorator such as
+    ``torch.compiler.disable`` at module level imports them."""
+    code = "import sys, marl.train; print([m for m in sys.modules if m == 'torch._dynamo'])"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]", out.stdout

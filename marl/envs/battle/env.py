@@ -75,6 +75,7 @@ from marl.envs.battle.sim import (
     every_pair,
     game_loop,
     hunt,
+    prepare_compile,
     scalar_loops,
     type_columns,
 )
@@ -235,6 +236,7 @@ class BattleEnv:
             # abilities) or several envs in one process (maps, batch sizes) need more.
             dynamo = torch._dynamo.config
             dynamo.recompile_limit = max(dynamo.recompile_limit, COMPILED_VARIANTS)
+            prepare_compile()
 
         # Scalar loops where the units do not fill Inductor's vectors (sim.VECTOR_UNITS).
         options: dict[str, Any] = dict(SCALAR_OPTIONS) if scalar_loops(self.tab.n_units) else {}

@@ -77,8 +77,9 @@ U units, K unit types, R pathable regions, P portals.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, fields
-from functools import lru_cache
+from functools import cache, lru_cache
 from typing import Any, NamedTuple
 
 import torch
@@ -760,7 +761,6 @@ def copies_last(xy: torch.Tensor) -> torch.Tensor:
     return planes.view(u, 2, b)  # (U, 2, B) a new tensor, even at B = 1
 
 
-@torch.compiler.disable
 def _separate_in_planes(
     pos: torch.Tensor, tab: UnitTable, live: torch.Tensor, step: torch.Tensor
 ) -> torch.Tensor:
@@ -770,7 +770,17 @@ def _separate_in_planes(
     loop itself, not a function below it, so the loop splits in two graphs, not four);
     an opaque op instead measured slower (Inductor then recomputes more of the loop's
     first kernel). Tensors go in, not the table: guards on the whole table cost more."""
-    return _separate_planes_fused(pos, live, step, tab.tie, tab.away, tab.touch, tab.push)
+    fused = _separate_planes_fused()
+    return fused(pos, live, step, tab.tie, tab.away, tab.touch, tab.push)  # (B, U, 2)
+
+
+def prepare_compile() -> None:
+    """Before the game loop is compiled: mark its call out to the planes kernel as a
+    graph break (``torch.compiler.disable`` imports Dynamo, about a second, so it is
+    not done at import)."""
+    global _separate_in_planes
+    if not hasattr(_separate_in_planes, "_torchdynamo_disable"):
+        _separate_in_planes = torch.compiler.disable(_separate_in_planes)
 
 
 @copies_last.register_fake
@@ -976,4 +986,8 @@ def game_loop(
     return torch.where(fire, s.target, tab.no_target)  # (B, U)
 
 
-_separate_planes_fused = torch.compile(_separate_planes, dynamic=False)
+@cache
+def _separate_planes_fused() -> Callable[..., torch.Tensor]:
+    """``_separate_planes`` compiled at the CPU's vector width, made on first use (making
+    it imports Inductor: over a second of every process's start-up)."""
+    return torch.compile(_separate_planes, dynamic=False)

@@ -313,7 +313,7 @@ def test_compiled_pass_in_planes_equals_the_pair_by_pair_definition(map_name: st
     live = torch.rand(b, u, generator=gen) > 0.2  # (B, U) some dead
     step = (torch.rand(b, u, 2, generator=gen) - 0.5) * live.unsqueeze(-1)  # (B, U, 2)
     tab = env.tab
-    got = sim._separate_planes_fused(pos, live, step, tab.tie, tab.away, tab.touch, tab.push)
+    got = sim._separate_planes_fused()(pos, live, step, tab.tie, tab.away, tab.touch, tab.push)
     everyone = [[[v for v in range(u) if v != w] for w in range(u)]] * b
     want = reference_pushes(pos, tab, live, step, everyone)
     assert not torch.equal(got, pos)  # something was pushed
