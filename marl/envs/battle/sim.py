@@ -991,3 +991,29 @@ def _separate_planes_fused() -> Callable[..., torch.Tensor]:
     """``_separate_planes`` compiled at the CPU's vector width, made on first use (making
     it imports Inductor: over a second of every process's start-up)."""
     return torch.compile(_separate_planes, dynamic=False)
+
+
+def play_loops(
+    loop_fn: Callable[..., torch.Tensor],
+    s: UnitState,
+    tab: UnitTable,
+    restart: torch.Tensor,
+    near: Contacts | None,
+    played: torch.Tensor,
+    live: torch.Tensor,
+    record: bool,
+) -> torch.Tensor:
+    """One agent step's game loops: ``loop_fn`` (``game_loop``, or its compiled form) once
+    per loop, SMACv2's hunt every ``HUNT_LOOPS`` of a copy's episode (``played`` (B,)
+    loops so far, ``live`` (B,) copies still playing). ``restart`` (B, L, U): each loop's
+    cooldown after a shot. Returns each unit's last shot target this step or -1, (B, U),
+    when ``record`` (replays), else all -1.
+    """
+    shots = torch.full_like(s.target, NO_TARGET)  # (B, U)
+    for loop in range(restart.shape[1]):
+        if tab.hunt:
+            hunt(s, tab, live & ((played + loop) % HUNT_LOOPS == 0))
+        fired = loop_fn(s, tab, restart[:, loop], near)  # (B, U)
+        if record:
+            shots = torch.where(fired >= 0, fired, shots)  # (B, U)
+    return shots

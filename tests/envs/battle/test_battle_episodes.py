@@ -11,6 +11,7 @@ import pytest
 import torch
 from conftest import MakeEnv, Scenario
 
+from marl.envs.battle import env as battle_env
 from marl.envs.battle.env import BattleEnv
 from marl.envs.battle.frame import BattleReplay
 from marl.envs.battle.maps import MAPS
@@ -250,14 +251,32 @@ def test_skipping_idle_work_changes_nothing(map_name: str, monkeypatch: pytest.M
 
 
 @pytest.mark.parametrize("map_name", ["3s5z", "MMM"])
-def test_compiled_game_loop_plays_the_same_episodes(map_name: str) -> None:
-    """env.compile=true: the same observations and rewards as eager, to float rounding
-    (about 6 s of compiling per map; Inductor fuses the loop's elementwise work, and
-    sums the collision pushes in its own order: 1e-3 after 40 steps)."""
+def test_compiled_game_loop_plays_the_same_episodes(
+    map_name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """env.compile=true, one compiled call per game loop: the same observations and
+    rewards as eager, to float rounding (about 6 s of compiling per map; Inductor fuses
+    the loop's elementwise work, and sums the collision pushes in its own order: 1e-3
+    after 40 steps)."""
+    monkeypatch.setattr(battle_env, "WHOLE_STEP_MAX_COPIES", 0)
     eager = play(BattleEnv(map_name, batch_size=3, seed=4), 40, seed=2)
     compiled = play(BattleEnv(map_name, batch_size=3, seed=4, compile=True), 40, seed=2)
     for x, y in zip(eager, compiled, strict=True):
         torch.testing.assert_close(x, y, rtol=1e-3, atol=1e-3)
+
+
+@pytest.mark.slow
+def test_compiled_whole_step_plays_the_same_game() -> None:
+    """Up to WHOLE_STEP_MAX_COPIES copies env.compile makes all game loops of a step one
+    call (about a minute of compiling). Fused across loops it rounds positions
+    differently from the first step (about 2e-6), and a unit reaching its range a loop
+    earlier then changes the game after a few steps: compared while that has not
+    happened."""
+    eager = play(BattleEnv("3m", batch_size=3, seed=4), 5, seed=2)
+    env = BattleEnv("3m", batch_size=3, seed=4, compile=True)
+    assert env._whole_step is not None
+    for x, y in zip(eager, play(env, 5, seed=2), strict=True):
+        torch.testing.assert_close(x, y, rtol=0, atol=1e-4)
 
 
 def test_compiled_random_streams_draw_the_same_bits() -> None:
