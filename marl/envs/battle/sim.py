@@ -761,6 +761,12 @@ def copies_last(xy: torch.Tensor) -> torch.Tensor:
     return planes.view(u, 2, b)  # (U, 2, B) a new tensor, even at B = 1
 
 
+@copies_last.register_fake
+def _copies_last_shape(xy: torch.Tensor) -> torch.Tensor:
+    b, u, _ = xy.shape
+    return xy.new_empty((u, 2, b))
+
+
 def _separate_in_planes(
     pos: torch.Tensor, tab: UnitTable, live: torch.Tensor, step: torch.Tensor
 ) -> torch.Tensor:
@@ -769,7 +775,7 @@ def _separate_in_planes(
     (the env's ``cpp.simdlen`` option). A break in the loop's graph (called from the
     loop itself, not a function below it, so the loop splits in two graphs, not four);
     an opaque op instead measured slower (Inductor then recomputes more of the loop's
-    first kernel). Tensors go in, not the table: guards on the whole table cost more."""
+    first kernel). Tensors go in, not the table (fewer guards to check on each call)."""
     fused = _separate_planes_fused()
     return fused(pos, live, step, tab.tie, tab.away, tab.touch, tab.push)  # (B, U, 2)
 
@@ -781,12 +787,6 @@ def prepare_compile() -> None:
     global _separate_in_planes
     if not hasattr(_separate_in_planes, "_torchdynamo_disable"):
         _separate_in_planes = torch.compiler.disable(_separate_in_planes)
-
-
-@copies_last.register_fake
-def _copies_last_shape(xy: torch.Tensor) -> torch.Tensor:
-    b, u, _ = xy.shape
-    return xy.new_empty((u, 2, b))
 
 
 def _separate_planes(
@@ -988,8 +988,8 @@ def game_loop(
 
 @cache
 def _separate_planes_fused() -> Callable[..., torch.Tensor]:
-    """``_separate_planes`` compiled at the CPU's vector width, made on first use (making
-    it imports Inductor: over a second of every process's start-up)."""
+    """``_separate_planes`` compiled at the CPU's vector width, made on first use (at
+    import it would cost every process the second Dynamo takes to import)."""
     return torch.compile(_separate_planes, dynamic=False)
 
 
