@@ -739,10 +739,16 @@ def _push_scale(
 ) -> torch.Tensor:
     """Per pair, the factor on ``u - v`` that is u's push (any layout; eager, it
     overwrites ``depth`` and ``dist``): its share of the overlap over the distance."""
-    share = torch.where(into != back, into.float(), push)
+    share = _share(into, back, push)
     if torch.compiler.is_compiling():  # in place, Inductor would write the pairs out
         return depth.clamp(min=0) * share / dist.clamp(min=_EPS)
     return depth.clamp_(min=0).mul_(share).div_(dist.clamp_(min=_EPS))
+
+
+def _share(into: torch.Tensor, back: torch.Tensor, push: torch.Tensor) -> torch.Tensor:
+    """Per pair, u's share of the overlap (any layout): all of it when only u walked into
+    v, none when only v walked into u, else ``push`` (the later unit more)."""
+    return torch.where(into != back, into.float(), push)
 
 
 def _slide(px: torch.Tensor, py: torch.Tensor) -> torch.Tensor:
@@ -810,7 +816,7 @@ def _separate_planes(
     inv = (dx * dx + dy * dy).clamp(min=_EPS * _EPS).rsqrt()  # (U, V, B) 1 / |u - v|
     into = sx.unsqueeze(1) * dx + sy.unsqueeze(1) * dy < 0  # (U, V, B) u walked into v
     back = sx.unsqueeze(0) * dx + sy.unsqueeze(0) * dy > 0  # (U, V, B) v walked into u
-    share = torch.where(into != back, into.float(), push.permute(1, 2, 0))  # (U, V, B)
+    share = _share(into, back, push.permute(1, 2, 0))  # (U, V, B)
     # _push_scale's overlap / distance as touch / distance - 1: one rsqrt, no sqrt and
     # division (a fifth faster)
     scale = share * (touch.permute(1, 2, 0) * inv - 1).clamp(min=0)  # (U, V, B)
