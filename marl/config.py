@@ -20,6 +20,7 @@ from marl.checkpoint import CheckpointConfig
 from marl.controllers.mac import ControllerConfig
 from marl.envs.base import env_task
 from marl.envs.battle.env import BattleEnvConfig
+from marl.envs.foraging import ForagingEnvConfig
 from marl.envs.gymnasium_env import GymnasiumEnvConfig
 from marl.envs.matrix import MatrixEnvConfig
 from marl.envs.pettingzoo_env import PettingZooEnvConfig
@@ -150,6 +151,7 @@ SCHEMAS: dict[str, dict[str, type]] = {
     "env": {
         "battle": BattleEnvConfig,
         "matrix": MatrixEnvConfig,
+        "foraging": ForagingEnvConfig,
         "gymnasium": GymnasiumEnvConfig,
         "pettingzoo": PettingZooEnvConfig,
         "sc2": SC2EnvConfig,

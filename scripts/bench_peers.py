@@ -27,6 +27,9 @@ Rows (``--rows``; the work is the same on both sides):
   round at its first step, which it cannot skip: 1 or 4 episodes). Measured: the
   whole process's wall time, start-up included; steps/s is ``t_max`` / wall time
   (EPyMARL runs while ``t_env <= t_max``: up to one rollout more).
+- ``qmix_foraging_b1``, ``qmix_foraging_b4``: the same, marl on ``env=foraging`` (its own
+  LBF: lbforaging's game and, seed for seed, its episodes) with bench_train.py's
+  ``qmix_foraging_epymarl_b1`` / ``_b4``; EPyMARL on lbforaging as above.
 - ``smax_<map>_<copies>``: random valid actions on the battle maps 3m (1,024 and 64
   copies), 2s3z and 3s5z (1,024). JaxMARL: ``HeuristicEnemySMAX`` jitted and vmapped,
   auto-reset (peers_smax_driver.py); marl: ``scripts/bench_env.py``'s live env
@@ -86,18 +89,21 @@ EPYMARL_QUIET = [
 
 @dataclass(frozen=True)
 class TrainRow:
-    """QMIX on LBF: EPyMARL's whole process beside marl's."""
+    """QMIX on LBF: EPyMARL's whole process (lbforaging) beside marl's, on ``env=lbf``
+    (lbforaging) or ``env=foraging`` (marl's own, the same game and episodes)."""
 
     envs: int
+    marl_env: str = "lbf"
 
     @property
     def marl_config(self) -> str:
-        return f"qmix_lbf_epymarl_b{self.envs}"
+        return f"qmix_{self.marl_env}_epymarl_b{self.envs}"
 
     def work(self, t_max: int) -> str:
         runner = "1 env" if self.envs == 1 else f"{self.envs} envs in parallel"
         lbf = "LBF Foraging-8x8-2p-2f-v3, limit 50"
-        return f"QMIX (EPyMARL's qmix.yaml), {lbf}, {runner}, t_max={t_max}"
+        marl_env = f"marl env={self.marl_env}"
+        return f"QMIX (EPyMARL's qmix.yaml), {lbf}, {runner}, t_max={t_max}, {marl_env}"
 
 
 @dataclass(frozen=True)
@@ -114,6 +120,8 @@ class EnvRow:
 ROWS: dict[str, TrainRow | EnvRow] = {
     "qmix_lbf_b1": TrainRow(1),
     "qmix_lbf_b4": TrainRow(4),
+    "qmix_foraging_b1": TrainRow(1, "foraging"),
+    "qmix_foraging_b4": TrainRow(4, "foraging"),
     "smax_3m_1024": EnvRow("3m", 1024),
     "smax_3m_64": EnvRow("3m", 64),
     "smax_2s3z_1024": EnvRow("2s3z", 1024),

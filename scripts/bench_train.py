@@ -50,6 +50,9 @@ Like EPyMARL, one update per runner batch: per episode with B=1, per 4 episodes 
 
 LBF_B1 = [*EPYMARL_QMIX, "env=lbf", "batch_size_run=1", "t_max=50000"]
 LBF_B4 = [*EPYMARL_QMIX, "env=lbf", "batch_size_run=4", "t_max=50000"]
+FORAGING_B1 = [*EPYMARL_QMIX, "env=foraging", "batch_size_run=1", "t_max=50000"]
+FORAGING_B4 = [*EPYMARL_QMIX, "env=foraging", "batch_size_run=4", "t_max=50000"]
+"""The same work on env=foraging, marl's own LBF (lbforaging's game and episodes)."""
 BATTLE_3M = ["algo=qmix", "env=battle"]
 BATTLE_3S5Z = ["algo=qmix", "env=battle", "env.map_name=3s5z"]
 B1 = ["batch_size_run=1", "t_max=20000"]
@@ -62,6 +65,8 @@ CONFIGS: dict[str, list[str]] = {
     "qmix_lbf_epymarl_b1_compile": [*LBF_B1, "learner.compile=default"],
     "qmix_lbf_epymarl_b4": LBF_B4,
     "qmix_lbf_epymarl_b4_inproc": [*LBF_B4, "env.workers=false"],
+    "qmix_foraging_epymarl_b1": FORAGING_B1,
+    "qmix_foraging_epymarl_b4": FORAGING_B4,
     "qmix_battle_3m_b1": [*BATTLE_3M, *B1],
     "qmix_battle_3m_b8": [*BATTLE_3M, *B8],
     "qmix_battle_3m_b64": [*BATTLE_3M, *B64],
