@@ -110,10 +110,18 @@ class TrainConfig:
     batch_size_run: int = field(default=8, metadata=bounds(1))
     """Env copies stepped together (episodes per runner batch)."""
     batch_size: int = field(default=32, metadata=bounds(1))
-    """Episodes per learner update."""
+    """Episodes per learner update (transitions with `sample=transitions`)."""
+    sample: str = field(default="episodes", metadata=choices("episodes", "transitions"))
+    """What an update draws from the buffer: episodes (whole, PyMARL) | transitions
+    (single steps with their next step, uniformly over the stored steps, as BenchMARL;
+    feed-forward agents without last-action inputs, one-step targets)."""
     updates_per_rollout: int = field(default=1, metadata=bounds(1))
     """Learner updates after each runner batch of `batch_size_run` episodes. PyMARL
     does 1; setting it to `batch_size_run` keeps EPyMARL's one update per episode."""
+    updates_per_env_step: float | None = field(default=None, metadata=bounds(0, low_open=True))
+    """When set, replaces `updates_per_rollout`: updates by env steps collected (a replay
+    ratio; BenchMARL's 1,000 updates per 6,000 frames: 0.16667), so that t_env steps
+    bring int(t_env * ratio) updates in all, however long the episodes."""
     buffer_size: int = field(default=5000, metadata=bounds(1))
     """Episodes held by the replay buffer."""
     buffer_obs_dtype: str = field(default="auto", metadata=choices(*OBS_DTYPES))

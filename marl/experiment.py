@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -66,6 +67,11 @@ def resolve_device(name: str) -> torch.device:
     if device.type == "cuda" and not torch.cuda.is_available():
         raise UsageError(f"device={name} was asked for but CUDA is not available; use device=cpu.")
     return device
+
+
+def _updates_by(t_env: int, ratio: float) -> int:
+    """int(t_env * ratio), robust to the ratio's rounding (6000 / 6 is 1000, not 999)."""
+    return math.floor(t_env * ratio * (1 + 1e-12))
 
 
 @dataclass
@@ -207,17 +213,18 @@ class Experiment:
         cfg, counters = self.cfg, self.counters
         while self.t_env < cfg.t_max:
             # ROLLOUT
+            t_before = self.t_env
             batch, rollout = self.runner.run(test_mode=False)
             self.train_stats.add(rollout)
             self.episode += self.runner.batch_size
             # BUFFER UPDATE
             self.buffer.insert(batch)
             # NETWORK UPDATE
-            if self.buffer.can_sample(cfg.batch_size):
+            updates = self.updates_due(t_before)
+            if updates and self.can_update():
                 log_due = self.t_env - counters.last_learner_log_t >= cfg.learner_log_interval
-                for i in range(cfg.updates_per_rollout):
-                    last = i == cfg.updates_per_rollout - 1
-                    learner_stats = self.update(stats=log_due and last)
+                for i in range(updates):
+                    learner_stats = self.update(stats=log_due and i == updates - 1)
                 if log_due:
                     self.loggers.log(learner_stats, self.t_env)
                     counters.last_learner_log_t = self.t_env
@@ -256,11 +263,32 @@ class Experiment:
             checkpoint = checkpoint or self.save(periodic=False)
         raise Interrupted(signum, self.t_env, self.cfg.t_max, checkpoint, forward)
 
+    def updates_due(self, t_before: int) -> int:
+        """Updates after a rollout that began at ``t_before``: ``updates_per_rollout``, or
+        with ``updates_per_env_step`` (r) the ones its steps bring, int(t_env * r) -
+        int(t_before * r) (no state to save: a resumed run keeps the schedule)."""
+        ratio = self.cfg.updates_per_env_step
+        if ratio is None:
+            return int(self.cfg.updates_per_rollout)
+        return _updates_by(self.t_env, ratio) - _updates_by(t_before, ratio)
+
+    def can_update(self) -> bool:
+        """Whether the buffer holds a batch: ``batch_size`` episodes (or transitions)."""
+        if self.cfg.sample == "transitions":
+            return self.buffer.can_sample_transitions(self.cfg.batch_size)
+        return self.buffer.can_sample(self.cfg.batch_size)
+
     def update(self, stats: bool) -> dict[str, float]:
         """One learner update on ``batch_size`` episodes sampled from the buffer, cut to
-        the longest of them; returns the update's stats when ``stats``."""
-        slots = self.buffer.sample_slots(self.cfg.batch_size, self.sample_generator)
-        sample = self.buffer.episodes(slots, self.buffer.longest(slots)).to(self.device)
+        the longest of them (or on ``batch_size`` transitions, each a two-step episode);
+        returns the update's stats when ``stats``."""
+        n, generator = self.cfg.batch_size, self.sample_generator
+        if self.cfg.sample == "transitions":
+            slots, steps = self.buffer.sample_transitions(n, generator)
+            sample = self.buffer.transitions(slots, steps).to(self.device)
+        else:
+            slots = self.buffer.sample_slots(n, generator)
+            sample = self.buffer.episodes(slots, self.buffer.longest(slots)).to(self.device)
         with torch_threads(self.learner_threads):
             return self.learner.train(sample, self.t_env, self.episode, stats=stats)
 

@@ -253,6 +253,33 @@ def nullable_fields(schema: type) -> frozenset[str]:
 # ---------------------------------------------------------------- settings that fail together
 
 
+def _check_transition_sampling(cfg: DictConfig) -> None:
+    """``sample=transitions`` trains on single steps: what needs whole episodes cannot."""
+    learner: Any = get_class(cfg.learner._target_)
+    if learner.on_policy:
+        raise UsageError(
+            f"sample=transitions needs an off-policy learner; {cfg.learner._target_} trains "
+            "on each rollout whole (use sample=episodes)."
+        )
+    mac = cfg.algo.modules.get("mac")
+    agent: Any = None if mac is None else get_class(mac.agent._target_)  # an Agent class
+    if agent is not None and agent.recurrent:
+        raise UsageError(
+            "sample=transitions needs feed-forward agents (algo/agent=mlp): a recurrent "
+            "agent's hidden state comes from the steps before."
+        )
+    if mac is not None and mac.get("obs_last_action"):
+        raise UsageError(
+            "sample=transitions needs algo.modules.mac.obs_last_action=false: a sampled "
+            "step does not carry the action before it."
+        )
+    if cfg.learner.get("td_lambda", 0):
+        raise UsageError(
+            f"sample=transitions needs one-step targets (learner.td_lambda=0, got "
+            f"{cfg.learner.td_lambda}): TD(lambda) returns need the rest of the episode."
+        )
+
+
 def _check_run_settings(cfg: DictConfig) -> None:
     """Top-level settings that are each in range but cannot work together."""
     evaluating = bool(cfg.evaluate or cfg.save_replay)
@@ -266,7 +293,9 @@ def _check_run_settings(cfg: DictConfig) -> None:
             f"load_step={cfg.load_step} needs checkpoint_path=<run or checkpoints folder>: "
             "it picks the checkpoint to load from there."
         )
-    if cfg.batch_size > cfg.buffer_size:
+    if cfg.sample == "transitions":
+        _check_transition_sampling(cfg)
+    elif cfg.batch_size > cfg.buffer_size:
         raise UsageError(
             f"batch_size={cfg.batch_size} exceeds buffer_size={cfg.buffer_size}; "
             "the learner could never sample."
@@ -278,6 +307,11 @@ def _check_run_settings(cfg: DictConfig) -> None:
             f"learner {cfg.learner._target_} is on-policy, and {runner.__name__} hands over "
             "episodes begun before the last update (partly played by an older policy); use "
             "runner=episode."
+        )
+    if learner.on_policy and cfg.updates_per_env_step is not None:
+        raise UsageError(
+            f"learner {cfg.learner._target_} is on-policy: it trains once on each rollout, so "
+            "updates_per_env_step must stay null."
         )
     sizes = (cfg.batch_size, cfg.buffer_size, cfg.updates_per_rollout)
     if learner.on_policy and sizes != (cfg.batch_size_run, cfg.batch_size_run, 1):

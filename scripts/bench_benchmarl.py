@@ -26,6 +26,12 @@ marl's episodes end when the package falls, so its rollouts hold fewer than
 line gives each side's frames and updates. marl's overrides are bench_train.py's
 ``<algo>_vmas_balance_b<envs>`` configs with ``t_max`` set to the frames.
 
+The ``_exact`` rows (``qmix_b60_exact``, ...) do BenchMARL's work itself: its networks
+(MLPs of two 256-unit layers; marl's defaults are 64 units) and, for QMIX, its sampling
+(``sample=transitions batch_size=128``: 128 single transitions per update) and schedule
+(``updates_per_env_step=1/6``: 1,000 updates per 6,000 frames however long the episodes),
+without last-action inputs.
+
 Each row prints one JSON line: both sides' frames per second (frames / whole-process
 wall time; median, min, max), the ratio of the medians (marl / BenchMARL), the frames,
 the work per iteration, CPU time / wall time, peak memory and the machine's load.
@@ -35,6 +41,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import statistics
 import subprocess
@@ -60,6 +67,7 @@ QUIET = ["test_nepisode=0", "logger=[jsonl]", "save_model=false"]
 class Row:
     algo: str
     n_envs: int
+    exact: bool = False  # BenchMARL's networks and (QMIX) sampling, not marl's defaults
 
     @property
     def on_policy(self) -> bool:
@@ -67,10 +75,15 @@ class Row:
 
     @property
     def marl_config(self) -> str:
-        return f"{self.algo}_vmas_balance_b{self.n_envs}"
+        return f"{self.algo}_vmas_balance_b{self.n_envs}" + ("_exact" if self.exact else "")
 
 
-ROWS = {f"{algo}_b{n}": Row(algo, n) for algo in ("qmix", "mappo") for n in (10, 60)}
+ROWS = {
+    f"{algo}_b{n}{'_exact' if exact else ''}": Row(algo, n, exact)
+    for algo in ("qmix", "mappo")
+    for n in (10, 60)
+    for exact in (False, True)
+}
 
 
 def benchmarl_work(row: Row) -> dict[str, int]:
@@ -114,19 +127,24 @@ def marl_overrides(row: Row, frames: int, extra: list[str]) -> list[str]:
     return [*kept, *extra, f"t_max={frames}"]
 
 
-def override_value(overrides: list[str], key: str, default: int) -> int:
+def override_value(overrides: list[str], key: str, default: float) -> float:
     values = [o.split("=", 1)[1] for o in overrides if o.split("=", 1)[0] == key]
-    return int(values[-1]) if values else default
+    return float(values[-1]) if values else default
 
 
-def marl_updates(overrides: list[str], rollouts: int) -> int:
-    """Learner gradient steps marl made in ``rollouts`` rollouts with these overrides."""
+def marl_updates(overrides: list[str], rollouts: int, frames: int) -> int:
+    """Learner gradient steps marl made in ``rollouts`` rollouts of ``frames`` in all with
+    these overrides (with updates_per_env_step: int(frames * ratio), as the loop makes)."""
+    ratio = override_value(overrides, "updates_per_env_step", 0.0)
+    if ratio:
+        return math.floor(frames * ratio * (1 + 1e-12))
     if "algo=mappo" in overrides:
-        episodes = override_value(overrides, "batch_size_run", 8)
-        asked = override_value(overrides, "learner.minibatches", 1)
+        episodes = int(override_value(overrides, "batch_size_run", 8))
+        asked = int(override_value(overrides, "learner.minibatches", 1))
         per_chunk = -(-episodes // asked)  # torch.chunk's sizes
-        return rollouts * override_value(overrides, "learner.epochs", 1) * -(-episodes // per_chunk)
-    return rollouts * override_value(overrides, "updates_per_rollout", 1)
+        epochs = int(override_value(overrides, "learner.epochs", 1))
+        return rollouts * epochs * -(-episodes // per_chunk)
+    return rollouts * int(override_value(overrides, "updates_per_rollout", 1))
 
 
 def timed(cmd: list[str], cwd: Path, log: Path) -> dict[str, Any]:
@@ -155,7 +173,7 @@ def run_marl(row: Row, frames: int, extra: list[str], tmp: Path) -> dict[str, An
     t_env = int((run_dir / "FINISHED").read_text())
     last = json.loads((run_dir / "metrics.jsonl").read_text().splitlines()[-1])
     rollouts = int(last["train/episode"]) // row.n_envs
-    return {**out, "frames": t_env, "updates": marl_updates(overrides, rollouts)}
+    return {**out, "frames": t_env, "updates": marl_updates(overrides, rollouts, t_env)}
 
 
 def run_benchmarl(python: str, row: Row, iterations: int, tmp: Path) -> dict[str, Any]:
@@ -195,6 +213,7 @@ def work_description(row: Row, extra: list[str]) -> dict[str, str]:
         benchmarl = "6000 frames, then 45 epochs x 15 minibatches of 400 frames"
     else:
         benchmarl = "6000 frames, then 1000 updates of 128 transitions"
+    benchmarl += "; MLPs of two 256-unit layers (its default model)"
     return {"benchmarl": benchmarl, "marl": marl}
 
 

@@ -59,6 +59,23 @@ B1 = ["batch_size_run=1", "t_max=20000"]
 B8 = ["batch_size_run=8", "t_max=50000"]
 B64 = ["batch_size_run=64", "t_max=200000"]
 
+VMAS_BALANCE = ["env=vmas", "env.scenario=balance", "+env.kwargs.n_agents=4"]
+BENCHMARL_MLP = ["algo/agent=mlp", "algo.modules.mac.agent.hidden_dim=256"]
+"""BenchMARL's default model: an MLP of two 256-unit layers (Tanh there, ReLU here)."""
+BENCHMARL_WORK = {
+    "qmix": [
+        *("algo=qmix", *BENCHMARL_MLP, "algo.modules.mac.obs_last_action=false"),
+        *("sample=transitions", "batch_size=128", "updates_per_env_step=0.16666666666666666"),
+    ],
+    "mappo": [
+        *("algo=mappo", *BENCHMARL_MLP, "algo.modules.critic.hidden_dim=256"),
+        "learner.epochs=45",
+    ],
+}
+"""BenchMARL's work per 6,000 frames: QMIX 1,000 updates of 128 transitions; MAPPO 45
+epochs of 15 minibatches of 400 frames (here whole episodes: 15 minibatches of a 60-env
+rollout, 3 of each 10-env one)."""
+
 CONFIGS: dict[str, list[str]] = {
     # EPyMARL's reference work: QMIX on LBF 8x8-2p-2f, limit 50, 50k steps, one env / 4 envs.
     "qmix_lbf_epymarl_b1": LBF_B1,
@@ -111,6 +128,19 @@ CONFIGS: dict[str, list[str]] = {
         *("algo=mappo", "env=vmas", "env.scenario=balance", "+env.kwargs.n_agents=4"),
         *("batch_size_run=60", "learner.epochs=45", "learner.minibatches=15", "t_max=18000"),
     ],
+    # The same with BenchMARL's networks (two 256-unit layers) and, for QMIX, its
+    # sampling: 128 single transitions per update, 1,000 updates per 6,000 frames however
+    # long the episodes, no last-action input (bench_benchmarl.py's `_exact` rows).
+    **{
+        f"{algo}_vmas_balance_b{n}_exact": [
+            *BENCHMARL_WORK[algo],
+            *VMAS_BALANCE,
+            *(f"batch_size_run={n}", "t_max=18000"),
+            *([f"learner.minibatches={-(-n // 4)}"] if algo == "mappo" else []),  # 4 episodes each
+        ]
+        for algo in ("qmix", "mappo")
+        for n in (10, 60)
+    },
 }
 QUIET = ["logger=[jsonl]", "test_nepisode=0", "log_interval=1000000000"]
 

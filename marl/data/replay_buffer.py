@@ -1,6 +1,11 @@
 """Ring buffer of whole episodes, stored in the scheme's compact dtypes.
 
-Shapes: C capacity (episodes), T max_seq_length, B episodes per insert/sample.
+Updates sample whole episodes (PyMARL) or single transitions (``sample=transitions``:
+step t of a stored episode with step t + 1 beside it, drawn uniformly over every
+stored step, as BenchMARL/TorchRL's off-policy learners draw them).
+
+Shapes: C capacity (episodes), T max_seq_length, B episodes per insert/sample, n
+transitions per sample.
 """
 
 from __future__ import annotations
@@ -100,6 +105,38 @@ class EpisodeReplayBuffer:
         if n < 1 or n > self._size:
             raise ValueError(f"Cannot sample {n} episodes from a buffer holding {self._size}.")
         return torch.randperm(self._size, generator=generator)[:n]  # (n,)
+
+    def steps_stored(self) -> torch.Tensor:
+        """Transitions each occupied slot holds (its played steps), (size,) long on the CPU."""
+        return (self._lengths[: self._size] - 1).clamp(min=0)  # (size,)
+
+    def can_sample_transitions(self, n: int) -> bool:
+        """Whether at least ``n`` transitions are stored."""
+        return int(self.steps_stored().sum()) >= n
+
+    def sample_transitions(
+        self, n: int, generator: torch.Generator
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """``n`` transitions drawn uniformly, with replacement, from every stored played
+        step: their slots and steps, each (n,) long on the CPU; `transitions` reads them."""
+        counts = self.steps_stored()  # (size,)
+        ends = counts.cumsum(0)  # (size,): transitions in slots 0 .. i
+        total = int(ends[-1]) if len(ends) else 0
+        if n < 1 or total < 1:
+            raise ValueError(f"Cannot sample {n} transitions from a buffer holding {total}.")
+        flat = torch.randint(total, (n,), generator=generator)  # (n,) in [0, total)
+        slots = torch.searchsorted(ends, flat, right=True)  # (n,): the slot holding each
+        steps = flat - (ends[slots] - counts[slots])  # (n,): its step within the episode
+        return slots, steps
+
+    def transitions(self, slots: torch.Tensor, steps: torch.Tensor) -> EpisodeBatch:
+        """Transitions (slots[i], steps[i]) as a batch of n two-step episodes: step 0 is
+        step t of the stored episode, step 1 its step t + 1 (the next obs, state, masks)."""
+        window = steps.unsqueeze(1) + torch.arange(2)  # (n, 2)
+        rows = slots.unsqueeze(1).to(self.device)  # (n, 1)
+        cols = window.to(self.device)  # (n, 2)
+        data = {name: tensor[rows, cols] for name, tensor in self._storage.data.items()}
+        return EpisodeBatch(self.scheme, len(slots), 2, self.device, data)  # (n, 2, ...)
 
     def longest(self, slots: torch.Tensor) -> int:
         """1 + the last filled step of the longest episode in ``slots`` (n,), without

@@ -261,8 +261,10 @@ class Game:
     def observe(self) -> list[float]:
         """Every agent's observation, concatenated, (N * O,)."""
         r = self.rules
-        out: list[float] = []
         foods = sorted(self.food.items())  # row-major, as lbforaging scans its window
+        if r.sight >= max(r.rows, r.cols) - 1:  # every window is the whole field
+            return self._observe_all(foods)
+        out: list[float] = []
         for i in range(r.players):
             row, col = self.pos[i]
             top, left = max(row - r.sight, 0), max(col - r.sight, 0)
@@ -280,6 +282,23 @@ class Game:
                     out += (y, x, self.levels[j])
                     seen += 1
             out += (-1, -1, 0) * (r.players - seen)
+        return out
+
+    def _observe_all(self, foods: list[tuple[tuple[int, int], int]]) -> list[float]:
+        """`observe` when every agent sees the whole field (the ids without ``-<k>s``):
+        the same foods for all, then itself and the others at their own cells."""
+        seen_foods: list[float] = []
+        for (fr, fc), level in foods:
+            seen_foods += (fr, fc, level)
+        seen_foods += (-1, -1, 0) * (self.rules.foods - len(foods))
+        players = [(*cell, level) for cell, level in zip(self.pos, self.levels, strict=True)]
+        out: list[float] = []
+        for i, me in enumerate(players):
+            out += seen_foods
+            out += me
+            for j, other in enumerate(players):
+                if j != i:
+                    out += other
         return out
 
     def state_dict(self) -> dict[str, Any]:

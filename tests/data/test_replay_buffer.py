@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -179,3 +180,30 @@ def test_longest_and_trimmed_episodes_need_no_device_read() -> None:
     assert [restored.longest(torch.tensor([i])) for i in range(5)] == [
         1 + i % T for i in stored_ids(buffer)
     ]
+
+
+def test_transitions_are_every_stored_step_drawn_uniformly_with_the_next() -> None:
+    """sample=transitions: (slot, t) pairs cover exactly the played steps of the stored
+    episodes, about equally often; each comes back as steps t and t + 1 of its episode."""
+    buffer = EpisodeReplayBuffer(small_scheme(), capacity=5, max_seq_length=T)
+    assert not buffer.can_sample_transitions(1)
+    for first in (0, 2, 4, 6):  # episode id i has i % T played steps (filled 0 .. i % T)
+        buffer.insert(episodes(first, 2))
+    expected = {(slot, t) for slot, ep in enumerate(stored_ids(buffer)) for t in range(ep % T)}
+    assert buffer.can_sample_transitions(len(expected))
+    assert not buffer.can_sample_transitions(len(expected) + 1)
+    n = 4000
+    slots, steps = buffer.sample_transitions(n, torch.Generator().manual_seed(0))
+    drawn = Counter(zip(slots.tolist(), steps.tolist(), strict=True))
+    assert set(drawn) == expected
+    mean = n / len(expected)
+    assert 0.8 * mean < min(drawn.values()) and max(drawn.values()) < 1.2 * mean
+    again = buffer.sample_transitions(n, torch.Generator().manual_seed(0))
+    assert torch.equal(again[0], slots) and torch.equal(again[1], steps)
+    pairs = buffer.transitions(slots[:20], steps[:20])
+    assert (pairs.batch_size, pairs.max_seq_length) == (20, 2)
+    whole = buffer.episodes(slots[:20])
+    for i, t in enumerate(steps[:20].tolist()):
+        for name in whole.data:
+            assert torch.equal(pairs[name][i], whole[name][i, t : t + 2]), name
+    assert pairs["filled"].all()  # step t was played, t + 1 holds what followed
