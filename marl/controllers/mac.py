@@ -145,6 +145,13 @@ class MultiAgentController(nn.Module):
             hs.append(h_i)
         return torch.stack(outs, dim=2), torch.stack(hs, dim=1)  # (B, L, N, A), (B, N, H)
 
+    @property
+    def steps_independent(self) -> bool:
+        """Each step's Q depends on that step's observation alone (feed-forward agents, no
+        last-action input): any run of steps may be unrolled on its own."""
+        agent = cast(Agent, self.agents[0])
+        return not agent.recurrent and not self.obs_last_action
+
     def unroll_steps(self, obs: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
         """obs (B, T, N, O) float and the actions taken (B, T, N, 1) -> q (B, T, N, A)."""
         q, _ = self(obs, self.last_actions(actions), self.initial_hidden(obs.shape[0]))

@@ -75,6 +75,12 @@ class QLearnerConfig:
     a GPU) | max-autotune. The first updates pay the compile time."""
 
 
+SPLIT_BELOW = 4
+"""With independent steps and double Q, the live Q of T < 4 steps comes from two passes
+(T steps with gradient, T without): 5T forward-equivalents against one pass over T + 1
+steps, 4T + 4 (a backward pass costs about two forward ones)."""
+
+
 class NextValues(NamedTuple):
     """The target side of the update for each agent's next step."""
 
@@ -234,22 +240,24 @@ class QLearner:
         loss, TD errors, chosen Q (mixed) and targets, the last three (B, T, K), and the
         learner's own scalar stats by name (none here; subclasses add theirs).
         """
-        # 2. Q-VALUES OF THE TAKEN ACTIONS
-        q = self.mac.unroll_steps(obs, actions)  # (B, T + 1, N, A)
+        # 2. Q-VALUES OF THE TAKEN ACTIONS (and the live network's of the next steps)
+        q, live_next = self.live_q(obs, actions)  # (B, T, N, A), (B, T, N, A) or None
         taken = actions[:, :-1].long()  # (B, T, N, 1)
-        chosen = q[:, :-1].gather(-1, taken).squeeze(-1)  # (B, T, N)
+        chosen = q.gather(-1, taken).squeeze(-1)  # (B, T, N)
 
         # 3. TARGET VALUES OF THE NEXT STEPS
         with torch.no_grad():
             target_mac = cast(MultiAgentController, self.targets["mac"])
-            target_q = target_mac.unroll_steps(obs, actions)[:, 1:]  # (B, T, N, A)
-            live_next = q.detach()[:, 1:] if self.double_q else None  # (B, T, N, A)
+            if target_mac.steps_independent:  # step 0 is no next step: skip it
+                target_q = target_mac.unroll_steps(obs[:, 1:], actions[:, 1:])  # (B, T, N, A)
+            else:
+                target_q = target_mac.unroll_steps(obs, actions)[:, 1:]  # (B, T, N, A)
             next_q = next_action_values(target_q, live_next, avail[:, 1:])
             next_values = next_q.values  # (B, T, N)
 
         # 4. MIX: with the joint action and each agent's max Q, both sides (QPLEX's inputs)
         if self.mixer is not None:
-            live_max, _ = max_available(q.detach()[:, :-1], avail[:, :-1])  # (B, T, N)
+            live_max, _ = max_available(q.detach(), avail[:, :-1])  # (B, T, N)
             chosen = self.mixer(chosen, states[:, :-1], actions=taken, max_qs=live_max)
             with torch.no_grad():
                 next_values = self.targets["mixer"](
@@ -260,6 +268,27 @@ class QLearner:
         targets = self.td_targets(rewards, terminated, mask, next_values)  # (B, T, K)
         td_error = chosen - targets  # (B, T, K)
         return masked_mean(td_error.pow(2), mask), td_error, chosen, targets, {}
+
+    def live_q(
+        self, obs: torch.Tensor, actions: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The live network's Q of steps 0 .. T - 1 (with gradient) and, for double Q, of
+        steps 1 .. T (without): obs (B, T + 1, N, O), actions (B, T + 1, N, 1) -> (B, T, N,
+        A) each, the second None without double Q.
+
+        One unroll over all T + 1 steps serves both, unless the steps are independent
+        (feed-forward agents, no last action) and the episodes short (sampled transitions,
+        T = 1): then the next steps are a second, gradient-free pass, which spares the
+        backward pass their rows (for T = 1, half of it)."""
+        steps = obs.shape[1] - 1  # T
+        if self.mac.steps_independent and (steps < SPLIT_BELOW or not self.double_q):
+            q = self.mac.unroll_steps(obs[:, :-1], actions[:, :-1])  # (B, T, N, A)
+            if not self.double_q:
+                return q, None
+            with torch.no_grad():
+                return q, self.mac.unroll_steps(obs[:, 1:], actions[:, 1:])  # (B, T, N, A)
+        q_all = self.mac.unroll_steps(obs, actions)  # (B, T + 1, N, A)
+        return q_all[:, :-1], (q_all.detach()[:, 1:] if self.double_q else None)
 
     def td_targets(
         self,

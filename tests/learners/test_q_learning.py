@@ -194,6 +194,8 @@ def test_next_action_values_padding_is_exactly_zero(double_q: bool) -> None:
 class TableMAC(nn.Module):
     """A controller whose Q-values are a fixed table (B, T+1, N, A) for one batch."""
 
+    steps_independent = False  # the table is the whole sequence: it cannot unroll a part
+
     def __init__(self, table: torch.Tensor) -> None:
         super().__init__()
         self.table = nn.Parameter(table.clone())
@@ -661,3 +663,36 @@ def test_compiled_loss_gives_the_same_updates(
 def test_unknown_compile_mode_is_a_usage_error() -> None:
     with pytest.raises(UsageError, match="must be null or one of"):
         QLearner(make_mac(0), None, compile="fastest")
+
+
+@pytest.mark.parametrize("double_q", [True, False])
+@pytest.mark.parametrize("lengths", [[2, 2, 1], [5, 3, 4]])  # T = 1 (transitions), T = 4
+def test_independent_steps_unrolled_apart_give_the_same_update(
+    monkeypatch: pytest.MonkeyPatch, lengths: list[int], double_q: bool
+) -> None:
+    """Feed-forward agents without last actions: `live_q` unrolls steps 0 .. T - 1 (with
+    gradient) apart from 1 .. T (T = 1, or no double Q), the target network only 1 .. T;
+    the loss and every gradient match one unroll of all the steps."""
+    from marl.modules.agents.mlp import MLPAgent
+
+    steps = max(lengths) - 1
+    info = EnvInfo(N_AGENTS, N_ACTIONS, OBS, STATE, episode_limit=steps)
+    batch = make_batch(lengths, [None] * len(lengths), info=info)
+    grads = {}
+    for split in (True, False):
+        if not split:  # as for a recurrent controller: one unroll of every step
+            whole = property(lambda self: False)
+            monkeypatch.setattr(MultiAgentController, "steps_independent", whole)
+        torch.manual_seed(0)
+        mac = MultiAgentController(
+            functools.partial(MLPAgent, hidden_dim=8), info, obs_last_action=False
+        )
+        assert mac.steps_independent == split
+        learner = QLearner(mac, None, gamma=0.5, double_q=double_q)
+        perturb_(learner.targets["mac"], seed=1)
+        loss = learner.loss(*learner._loss_inputs(batch))[0]
+        loss.backward()
+        grads[split] = (loss.detach(), [p.grad.clone() for p in mac.parameters()])
+    assert torch.allclose(grads[True][0], grads[False][0], atol=1e-6)
+    for a, b in zip(grads[True][1], grads[False][1], strict=True):
+        assert torch.allclose(a, b, atol=1e-6)
