@@ -121,7 +121,8 @@ class TrainConfig:
     updates_per_env_step: float | None = field(default=None, metadata=bounds(0, low_open=True))
     """When set, replaces `updates_per_rollout`: updates by env steps collected (a replay
     ratio; BenchMARL's 1,000 updates per 6,000 frames: 0.16667), so that t_env steps
-    bring int(t_env * ratio) updates in all, however long the episodes."""
+    bring int(t_env * ratio) updates in all, however long the episodes (less those due
+    before the buffer could sample a batch)."""
     buffer_size: int = field(default=5000, metadata=bounds(1))
     """Episodes held by the replay buffer."""
     buffer_obs_dtype: str = field(default="auto", metadata=choices(*OBS_DTYPES))

@@ -322,10 +322,6 @@ class Game:
         self.truncated = bool(state["truncated"])
 
 
-def _adjacent(a: tuple[int, int], b: tuple[int, int]) -> bool:
-    return abs(a[0] - b[0]) + abs(a[1] - b[1]) == 1
-
-
 class ForagingEnv:
     """B copies of one Level-Based Foraging task (see the module doc)."""
 
