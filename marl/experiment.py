@@ -6,7 +6,9 @@ buffer, learner, loggers) and drives them. One iteration:
 1. the runner plays ``batch_size_run`` episodes and returns one episode batch;
 2. the batch goes into the replay buffer;
 3. once the buffer holds ``batch_size`` episodes, ``updates_per_rollout``
-   samples, each cut to its longest filled step, train the learner;
+   samples, each cut to its longest filled step, train the learner (or as many as
+   the rollout's steps bring with ``updates_per_env_step``; with
+   ``sample=transitions`` each sample is ``batch_size`` single steps);
 4. every ``test_interval`` steps (and at the start) greedy test episodes run;
 5. every ``log_interval`` steps the training-episode stats are logged;
 6. every ``save_model_interval`` steps (and after the first batch) a checkpoint.
