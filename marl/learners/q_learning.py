@@ -277,9 +277,10 @@ class QLearner:
         A) each, the second None without double Q.
 
         One unroll over all T + 1 steps serves both, unless the steps are independent
-        (feed-forward agents, no last action) and the episodes short (sampled transitions,
-        T = 1): then the next steps are a second, gradient-free pass, which spares the
-        backward pass their rows (for T = 1, half of it)."""
+        (feed-forward agents, no last action) and either the episodes are short (T <
+        `SPLIT_BELOW`; sampled transitions have T = 1: the next steps then come from a
+        second, gradient-free pass, which spares the backward pass their rows) or double Q
+        is off (the next steps need no live pass at all)."""
         steps = obs.shape[1] - 1  # T
         if self.mac.steps_independent and (steps < SPLIT_BELOW or not self.double_q):
             q = self.mac.unroll_steps(obs[:, :-1], actions[:, :-1])  # (B, T, N, A)
