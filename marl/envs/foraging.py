@@ -53,7 +53,7 @@ import torch
 
 from marl.envs.base import EnvInfo, StepResult, copy_mask
 from marl.envs.gymnasium_env import REWARD_MODES
-from marl.envs.workers import SEED_HIGH
+from marl.envs.workers import EpisodeSeeds
 from marl.errors import UsageError
 from marl.validation import bounds, choices
 
@@ -340,10 +340,7 @@ class ForagingEnv:
             raise UsageError(f"env.reward must be one of {REWARD_MODES}, got {reward!r}.")
         if time_limit < 1:
             raise UsageError(f"env.time_limit must be at least 1, got {time_limit}.")
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be at least 1, got {batch_size}.")
-        if seed < 0:
-            raise ValueError(f"seed must be a non-negative integer, got {seed}.")
+        self._seeds = EpisodeSeeds(batch_size, seed)  # env=lbf's episode seeds
         self.key = key
         self.rules = Rules.from_key(key)
         self.time_limit = time_limit
@@ -351,9 +348,6 @@ class ForagingEnv:
         self.agent_rewards = agent_rewards
         self.batch_size = batch_size
         self.device = torch.device(device)
-        self.seeds = [seed + i for i in range(batch_size)]
-        self._generators = [torch.Generator().manual_seed(s) for s in self.seeds]
-        self._episodes = [0] * batch_size
         self._games = [Game(self.rules) for _ in range(batch_size)]
         self._masks: list[list[list[bool]]] = []  # B x N x (A,): the current cells' masks
         n, o = self.rules.players, self.rules.obs_size
@@ -374,9 +368,7 @@ class ForagingEnv:
     # -- episodes ------------------------------------------------------------------------------
     def _new_episode(self, b: int) -> None:
         """Copy b's next episode, from the next seed of its generator."""
-        seed = int(torch.randint(0, SEED_HIGH, (1,), generator=self._generators[b]))
-        self._episodes[b] += 1
-        self._games[b].reset(seed)
+        self._games[b].reset(self._seeds.next(b))
 
     def reset(self) -> None:
         """Start a new episode in every copy."""
@@ -452,9 +444,7 @@ class ForagingEnv:
         """Seed generators, episode counters and every copy's episode in progress."""
         return {
             "key": self.key,
-            "seeds": list(self.seeds),
-            "episodes": list(self._episodes),
-            "generators": [gen.get_state() for gen in self._generators],
+            **self._seeds.state_dict(),
             "games": [game.state_dict() for game in self._games],
         }
 
@@ -466,12 +456,9 @@ class ForagingEnv:
             raise ValueError(
                 f"State holds {len(state['games'])} env copies, this env has {self.batch_size}."
             )
-        for gen, gen_state in zip(self._generators, state["generators"], strict=True):
-            gen.set_state(gen_state)
+        self._seeds.load_state_dict(state)
         for game, game_state in zip(self._games, state["games"], strict=True):
             game.load_state_dict(game_state)
-        self.seeds = [int(s) for s in state["seeds"]]
-        self._episodes = [int(e) for e in state["episodes"]]
         self._look()
 
     def close(self) -> None:

@@ -201,6 +201,47 @@ class _Copy:
         return self.last, self._look()
 
 
+class EpisodeSeeds:
+    """Each copy's stream of episode seeds (see the module doc): copy i owns a
+    ``torch.Generator`` seeded ``seed + i`` and its every episode starts from the next
+    draw. The copies wrappers and ``env=foraging`` (which must play ``env=lbf``'s
+    episodes) share it."""
+
+    def __init__(self, batch_size: int, seed: int) -> None:
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be at least 1, got {batch_size}.")
+        if seed < 0:
+            raise ValueError(f"seed must be a non-negative integer, got {seed}.")
+        self.seeds = [seed + i for i in range(batch_size)]
+        self._generators = [torch.Generator().manual_seed(s) for s in self.seeds]
+        self.episodes = [0] * batch_size
+
+    def next(self, copy: int) -> int:
+        """The seed of copy ``copy``'s next episode, in [0, SEED_HIGH)."""
+        self.episodes[copy] += 1
+        return int(torch.randint(0, SEED_HIGH, (1,), generator=self._generators[copy]))
+
+    def state_dict(self) -> dict[str, Any]:
+        """Base seeds, episode counters and generator states."""
+        return {
+            "seeds": list(self.seeds),
+            "episodes": list(self.episodes),
+            "generators": [gen.get_state() for gen in self._generators],
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore the generators: later episodes get the seeds they would have had."""
+        if len(state["generators"]) != len(self._generators):
+            raise ValueError(
+                f"State holds {len(state['generators'])} env copies, this env has "
+                f"{len(self._generators)}."
+            )
+        for gen, gen_state in zip(self._generators, state["generators"], strict=True):
+            gen.set_state(gen_state)
+        self.seeds = [int(s) for s in state["seeds"]]
+        self.episodes = [int(e) for e in state["episodes"]]
+
+
 class _CopiesBatchedEnv:
     """What the serial and worker batches share: seeding, collation, state_dict."""
 
@@ -208,15 +249,9 @@ class _CopiesBatchedEnv:
     device: torch.device
 
     def __init__(self, *, batch_size: int, seed: int, device: str | torch.device) -> None:
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be at least 1, got {batch_size}.")
-        if seed < 0:
-            raise ValueError(f"seed must be a non-negative integer, got {seed}.")
+        self._seeds = EpisodeSeeds(batch_size, seed)
         self.batch_size = batch_size
         self.device = torch.device(device)
-        self.seeds = [seed + i for i in range(batch_size)]
-        self._generators = [torch.Generator().manual_seed(s) for s in self.seeds]
-        self._episodes = [0] * batch_size
         self._env_info: EnvInfo | None = None
         self._obs = self._state = self._avail = torch.empty(0)
 
@@ -237,14 +272,6 @@ class _CopiesBatchedEnv:
             raise RuntimeError(f"env copies describe themselves differently: {list(infos)}.")
         self._env_info = infos[0]
 
-    def _draw_seeds(self) -> list[int]:
-        """The next episode seed of every copy, from the copies' own generators."""
-        seeds = []
-        for i, gen in enumerate(self._generators):
-            seeds.append(int(torch.randint(0, SEED_HIGH, (1,), generator=gen)))
-            self._episodes[i] += 1
-        return seeds
-
     def _tensor(self, array: np.ndarray) -> torch.Tensor:
         """A new numpy array as a tensor on the device (shared, not copied, on the CPU)."""
         tensor = torch.from_numpy(array)
@@ -257,7 +284,7 @@ class _CopiesBatchedEnv:
 
     def reset(self) -> None:
         """Start a new episode in every copy, each from the next seed of its generator."""
-        self._show(self._reset_copies(self._draw_seeds()))
+        self._show(self._reset_copies([self._seeds.next(i) for i in range(self.batch_size)]))
 
     def obs(self) -> torch.Tensor:
         """Per-agent observations, (B, N, O) float32."""
@@ -288,23 +315,11 @@ class _CopiesBatchedEnv:
 
     def state_dict(self) -> dict[str, Any]:
         """Per-copy base seeds, episode counters and seed generators (see the module doc)."""
-        return {
-            "seeds": list(self.seeds),
-            "episodes": list(self._episodes),
-            "generators": [gen.get_state() for gen in self._generators],
-        }
+        return self._seeds.state_dict()
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore the seed generators: later episodes get the seeds they would have had."""
-        if len(state["generators"]) != self.batch_size:
-            raise ValueError(
-                f"State holds {len(state['generators'])} env copies, this env has "
-                f"{self.batch_size}."
-            )
-        for gen, gen_state in zip(self._generators, state["generators"], strict=True):
-            gen.set_state(gen_state)
-        self.seeds = [int(s) for s in state["seeds"]]
-        self._episodes = [int(e) for e in state["episodes"]]
+        self._seeds.load_state_dict(state)
 
 
 def _collate_info(outcomes: Sequence[_Outcome], device: torch.device) -> dict[str, torch.Tensor]:

@@ -16,8 +16,6 @@ from marl.config import compose_config
 from marl.envs.foraging import LOAD, NONE, NORTH, SOUTH, ForagingEnv, Game, Rules
 from marl.errors import UsageError
 from marl.experiment import Experiment
-from marl.runners.episode import EpisodeRunner
-from tests.runners.test_autoreset import assert_same, assert_same_stats, make_runner
 
 needs_lbf = pytest.mark.skipif(find_spec("lbforaging") is None, reason="pip install 'marl[lbf]'")
 EAST, WEST = 4, 3
@@ -215,32 +213,13 @@ def test_reset_copies_restarts_only_the_masked_copies() -> None:
         env.reset_copies(torch.tensor([True]))
 
 
-def test_autoreset_with_one_copy_plays_as_the_episode_runner() -> None:
-    lock = make_runner(ForagingEnv(batch_size=1, seed=0), EpisodeRunner)
-    auto = make_runner(ForagingEnv(batch_size=1, seed=0))
-    for _ in range(4):
-        (a, sa), (b, sb) = lock.run(), auto.run()
-        assert_same(a, b)
-        assert_same_stats(sa, sb)
-
-
-def test_resume_mid_episode_continues_exactly() -> None:
-    """A small field, where random play clears some episodes early: copies out of step."""
-    small = {"key": "Foraging-5x5-2p-1f-v3", "time_limit": 12}
-    runner = make_runner(ForagingEnv(**small, batch_size=4, seed=3))
-    runner.run(), runner.run()
-    saved = {"runner": runner.state_dict(), "env": runner.env.state_dict()}
-    assert saved["runner"]["in_progress"]["t"].gt(0).any()  # copies mid-episode
-    restored_env = ForagingEnv(**small, batch_size=4, seed=99)  # the state carries the streams
-    restored = make_runner(restored_env)
-    restored.load_state_dict(saved["runner"])
-    restored_env.load_state_dict(saved["env"])
-    for _ in range(3):
-        (a, sa), (b, sb) = runner.run(), restored.run()
-        assert_same(a, b)
-        assert_same_stats(sa, sb)
+def test_a_saved_state_loads_only_into_the_same_task() -> None:
+    """(Resume mid-episode with runner=autoreset: tests/runners/test_autoreset.py.)"""
+    saved = ForagingEnv("Foraging-5x5-2p-1f-v3", batch_size=4, seed=3).state_dict()
     with pytest.raises(ValueError, match=r"env\.key"):
-        ForagingEnv(batch_size=4, seed=0).load_state_dict(saved["env"])
+        ForagingEnv(batch_size=4, seed=0).load_state_dict(saved)
+    with pytest.raises(ValueError, match="4 env copies, this env has 2"):
+        ForagingEnv("Foraging-5x5-2p-1f-v3", batch_size=2, seed=0).load_state_dict(saved)
 
 
 @needs_lbf

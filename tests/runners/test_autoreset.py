@@ -16,6 +16,7 @@ from marl.controllers.mac import MultiAgentController
 from marl.data.episode_batch import EpisodeBatch
 from marl.envs.base import BatchedEnv, EnvInfo, StepResult
 from marl.envs.battle.env import BattleEnv
+from marl.envs.foraging import ForagingEnv
 from marl.envs.matrix import MatrixEnv
 from marl.errors import UsageError
 from marl.experiment import Experiment
@@ -68,8 +69,14 @@ def assert_same_stats(a: RolloutStats, b: RolloutStats) -> None:
 # ---------------------------------------------------------------------- playing
 
 
+def small_foraging(batch_size: int, seed: int = 3) -> ForagingEnv:
+    """A small LBF field where random play clears some episodes early: copies out of step."""
+    return ForagingEnv("Foraging-5x5-2p-1f-v3", time_limit=12, batch_size=batch_size, seed=seed)
+
+
 @pytest.mark.parametrize(
-    "make_env", [battle, lambda b: MatrixEnv("two_step", batch_size=b, seed=0)]
+    "make_env",
+    [battle, lambda b: MatrixEnv("two_step", batch_size=b, seed=0), small_foraging],
 )
 def test_one_copy_plays_exactly_as_the_episode_runner(make_env: Any) -> None:
     lock, auto = make_runner(make_env(1), EpisodeRunner), make_runner(make_env(1))
@@ -210,15 +217,16 @@ def test_test_episodes_leave_the_training_copies_as_they_were() -> None:
     assert_same_stats(sa, sb)
 
 
-def test_resume_mid_episode_continues_exactly() -> None:
+@pytest.mark.parametrize("make_env", [battle, small_foraging])
+def test_resume_mid_episode_continues_exactly(make_env: Any) -> None:
     """Saved between calls (copies mid-episode, episodes queued), restored into fresh
     objects, the runner hands over what the uninterrupted one does."""
-    runner = make_runner(battle(6))
+    runner = make_runner(make_env(6))
     env = runner.env
     runner.run(), runner.run()
     saved = {"runner": runner.state_dict(), "env": env.state_dict()}
     assert saved["runner"]["in_progress"]["t"].gt(0).any()  # copies mid-episode
-    restored_env = battle(6, seed=99)  # state_dict carries the streams
+    restored_env = make_env(6, seed=99)  # state_dict carries the streams
     restored = make_runner(restored_env)
     restored.load_state_dict(saved["runner"])
     restored_env.load_state_dict(saved["env"])
