@@ -18,6 +18,7 @@ from torch import nn
 from marl.data.episode_batch import EpisodeBatch
 from marl.errors import UsageError
 from marl.exploration.softmax import SoftmaxSelector
+from marl.learners import optim
 
 
 @runtime_checkable
@@ -90,11 +91,12 @@ def make_optimiser(
 ) -> torch.optim.Optimizer:
     """RMSprop (smoothing ``alpha``) or Adam, one kernel per step over all parameters
     (fused Adam; RMSprop has no fused version, its foreach one batches the per-tensor
-    ops): several times faster than the per-tensor loop torch defaults to on the CPU."""
+    ops): several times faster than the per-tensor loop torch defaults to on the CPU.
+    torch's optimisers without their Dynamo import (`marl.learners.optim`)."""
     if name == "rmsprop":
-        return torch.optim.RMSprop(params, lr=lr, alpha=alpha, eps=eps, foreach=True)
+        return optim.RMSprop(params, lr=lr, alpha=alpha, eps=eps, foreach=True)
     if name == "adam":
-        return torch.optim.Adam(params, lr=lr, eps=eps, fused=True)
+        return optim.Adam(params, lr=lr, eps=eps, fused=True)
     raise ValueError(f"learner.optimizer must be 'rmsprop' or 'adam', got {name!r}")
 
 
