@@ -364,6 +364,7 @@ def device_rollout(device: str, monkeypatch: pytest.MonkeyPatch) -> EpisodeRunne
     on_cpu = device == "cpu"
     if on_cpu:
         monkeypatch.setattr(terrain, "busy", lambda mask: True)
+        monkeypatch.setattr(terrain, "busy_above", lambda values, floor: True)
     env = BattleEnv("3m", batch_size=64, seed=0, device=device, defer_checks=on_cpu or None)
     torch.manual_seed(0)
     mac = MultiAgentController(functools.partial(RNNAgent, hidden_dim=8), env.get_env_info())

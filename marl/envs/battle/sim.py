@@ -655,7 +655,8 @@ def _spread(
 ) -> torch.Tensor:
     """Positions for collisions, (B, U, 2): units on one point made distinct (tiny fixed
     offsets ``tab.tie``), the dead set far apart, out of everyone's way (``tab.away``)."""
-    return pos + tie + (~live).unsqueeze(-1) * away  # (B, U, 2)
+    spread = pos + tie  # (B, U, 2)
+    return torch.where(live.unsqueeze(-1), spread, spread + away)  # (B, U, 2)
 
 
 def contacts(s: UnitState, tab: UnitTable) -> Contacts | None:
@@ -704,13 +705,10 @@ def _separate(
     sx, sy = step[..., 0].unsqueeze(2), step[..., 1].unsqueeze(2)  # (B, U, 1), (B, U, 1)
     if near is None:  # partners v: every unit, (B, 1, U)
         vx, vy = x.unsqueeze(1), y.unsqueeze(1)
-        vsx, vsy = step[..., 0].unsqueeze(1), step[..., 1].unsqueeze(1)
         touch, push = tab.touch, tab.push  # (B, U, U)
     else:  # partners v: the K of each unit, (B, U, K)
         shape, index = near.touch.shape, near.partners
         vx, vy = x.gather(1, index).view(shape), y.gather(1, index).view(shape)
-        vsx = step[..., 0].gather(1, index).view(shape)  # (B, U, K)
-        vsy = step[..., 1].gather(1, index).view(shape)  # (B, U, K)
         touch, push = near.touch, near.push
     dx, dy = x.unsqueeze(2) - vx, y.unsqueeze(2) - vy  # (B, U, V) u - v
     # Compiled: sqrt of squares (Inductor emits a scalar std::hypot, about a third of
@@ -720,11 +718,16 @@ def _separate(
     dist = (dx * dx + dy * dy).sqrt() if compiled else torch.hypot(dx, dy)  # (B, U, V)
     depth = touch - dist  # (B, U, V) overlap where > 0
     # On the CPU a loop in which no units touch skips the rest (same result).
-    if not terrain.busy(depth > 0):
+    if not terrain.busy_above(depth, 0.0):
         return pos
     # u walked into v when its step points from u towards v: step_u . (u - v) < 0
     into = sx * dx + sy * dy < 0  # (B, U, V)
-    back = vsx * dx + vsy * dy > 0  # (B, U, V) v walked into u: step_v . (u - v) > 0
+    if near is None:  # v walked into u: step_v . (u - v) > 0, which is into[v, u] (exactly:
+        back = into.transpose(1, 2)  # v - u is -(u - v) to the bit)  (B, U, V)
+    else:
+        vsx = step[..., 0].gather(1, index).view(shape)  # (B, U, K)
+        vsy = step[..., 1].gather(1, index).view(shape)  # (B, U, K)
+        back = vsx * dx + vsy * dy > 0  # (B, U, K)
     scale = _push_scale(depth, dist, into, back, push)  # (B, U, V)
     px, py = (dx * scale).sum(2), (dy * scale).sum(2)  # (B, U), (B, U) summed pushes
     return pos + _slide(px, py)  # (B, U, 2)

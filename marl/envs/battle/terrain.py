@@ -40,6 +40,14 @@ def busy(mask: torch.Tensor) -> bool:
     return mask.device.type != "cpu" or torch.compiler.is_compiling() or bool(mask.any())
 
 
+def busy_above(values: torch.Tensor, floor: float) -> bool:
+    """``busy(values > floor)`` in one op fewer on the CPU (the largest value against
+    ``floor``), for per-loop checks."""
+    if values.device.type != "cpu" or torch.compiler.is_compiling():
+        return True
+    return values.numel() > 0 and values.max().item() > floor
+
+
 @dataclass(frozen=True)
 class NavGraph:
     """Regions, the portals where they overlap, and the portal-to-region distances."""

@@ -142,3 +142,13 @@ def test_random_play_stays_on_pathable_ground(map_name: str) -> None:
                     continue
                 point = env.units.pos[b, u].tolist()
                 assert inside(point, ground, float(env.tab.radius[b, u])), (map_name, u, point)
+
+
+@pytest.mark.parametrize(
+    "values", [[[-1.0, 0.0]], [[-1.0, 0.5]], [[0.0, 0.0]], [[2.0, -3.0]], torch.zeros(0, 2)]
+)
+def test_busy_above_is_busy_of_the_comparison(values: list | torch.Tensor) -> None:
+    from marl.envs.battle import terrain
+
+    x = torch.as_tensor(values, dtype=torch.float32)
+    assert terrain.busy_above(x, 0.0) == terrain.busy(x > 0)
