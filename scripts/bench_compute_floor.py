@@ -111,13 +111,17 @@ def benchmarl_seconds_per_iteration(row: str) -> float | None:
 
 
 def floor_row(row: str, threads: int, repeats: int) -> dict:
+    """One row's JSON line: its matmul work, timed at ``threads`` torch threads."""
+    before = torch.get_num_threads()
     torch.set_num_threads(threads)
-    work = WORK[ROWS[row]]
     flops = seconds = 0.0
-    for p in work:
-        for m, k, n in products(p):
-            flops += p.times * 2 * m * k * n
-            seconds += p.times * time_product(m, k, n, repeats)
+    try:
+        for p in WORK[ROWS[row]]:
+            for m, k, n in products(p):
+                flops += p.times * 2 * m * k * n
+                seconds += p.times * time_product(m, k, n, repeats)
+    finally:
+        torch.set_num_threads(before)
     theirs = benchmarl_seconds_per_iteration(row)
     return {
         "row": row,

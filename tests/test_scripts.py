@@ -194,3 +194,26 @@ def test_bench_peers_runs_marls_battle_side_as_asked(monkeypatch: pytest.MonkeyP
     plain = peers.marl_env_command(row, 64, 5.0, 1, "episode", False)
     assert plain[plain.index("--runner") + 1] == "episode" and "--compile" not in plain
     assert set(peers.MARL_COUNTS) == {"episode", "autoreset"}
+
+
+def test_compute_floor_counts_benchmarls_matrix_products(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    floor = load_script("bench_compute_floor")
+    actor = floor.Pass(floor.ACTOR, rows=512, backward=True, times=1)
+    # forward 3, weight gradients 3, input gradients 2 (none into the observations)
+    assert len(floor.products(actor)) == 8
+    assert floor.products(actor._replace(backward=False)) == [
+        (512, 16, 256),
+        (512, 256, 256),
+        (512, 256, 9),
+    ]
+    # a QMIX update: 16 -> 256 -> 256 -> 9 forward and backward on 512 rows (216.8 MFLOP)
+    # and forward on 512 target rows (73.7 MFLOP), 1,000 times per 6,000 frames
+    saved = tmp_path / "side_by_side.jsonl"
+    saved.write_text(json.dumps({"row": "qmix_b60_exact", "benchmarl": {"frames_per_s": 600}}))
+    monkeypatch.setattr(floor, "SIDE_BY_SIDE", saved)
+    line = floor.floor_row("qmix_b60_exact", threads=1, repeats=1)
+    assert line["matmul_gflop_per_iteration"] == 290.5
+    assert line["benchmarl_s_per_iteration"] == 10.0
+    assert line["best_ratio"] == pytest.approx(10.0 / line["floor_s_per_iteration"], rel=0.01)
