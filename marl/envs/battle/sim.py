@@ -751,7 +751,7 @@ def _push_scale(
 def _share(into: torch.Tensor, back: torch.Tensor, push: torch.Tensor) -> torch.Tensor:
     """Per pair, u's share of the overlap (any layout): all of it when only u walked into
     v, none when only v walked into u, else ``push`` (the later unit more)."""
-    return torch.where(into != back, into.float(), push)
+    return torch.where(into != back, into, push)  # into read as 0.0 / 1.0 (type promotion)
 
 
 def _slide(px: torch.Tensor, py: torch.Tensor) -> torch.Tensor:
