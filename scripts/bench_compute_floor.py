@@ -23,6 +23,12 @@ with ``torch.mm`` (the kernel ``nn.Linear`` runs: addmm forward, two mm backward
 first layer without its input gradient) at the given thread counts, median of
 ``--repeats``.
 
+A second, higher floor, ``bare_s_per_iteration``: the same passes as a bare PyTorch
+training step (``nn.Linear`` and ReLU layers, a squared loss, ``backward``, one fused
+Adam step over the trained networks; no framework around it), timed the same way. It
+is what eager PyTorch itself costs for the work; ``bare_ratio`` compares BenchMARL's
+time with it.
+
 BenchMARL's seconds per iteration come from the newest line of
 ``results/benchmarl_side_by_side.jsonl`` for the row (whole processes, start-up
 included, as that script times them). One JSON line per row and thread count.
@@ -31,6 +37,7 @@ included, as that script times them). One JSON line per row and thread count.
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import statistics
 import time
@@ -38,6 +45,8 @@ from pathlib import Path
 from typing import NamedTuple
 
 import torch
+
+from marl.machine import run_context
 
 RESULTS = Path(__file__).resolve().parent / "results"
 SIDE_BY_SIDE = RESULTS / "benchmarl_side_by_side.jsonl"
@@ -99,6 +108,45 @@ def time_product(m: int, k: int, n: int, repeats: int) -> float:
     return statistics.median(samples)
 
 
+def mlp(widths: tuple[int, ...]) -> torch.nn.Sequential:
+    """Linear layers of ``widths`` with ReLU between them."""
+    layers: list[torch.nn.Module] = []
+    for k, n in itertools.pairwise(widths):
+        layers += [torch.nn.Linear(k, n), torch.nn.ReLU()]
+    return torch.nn.Sequential(*layers[:-1])
+
+
+def time_bare_step(work: tuple[Pass, ...], repeats: int) -> float:
+    """Median seconds of one bare training step: every pass of ``work`` once (forward
+    and backward, or forward without gradient), then one Adam step."""
+    nets = [mlp(p.widths) for p in work]
+    inputs = [torch.randn(p.rows, p.widths[0]) for p in work]
+    trained = [q for p, net in zip(work, nets, strict=True) if p.backward for q in net.parameters()]
+    optimiser = torch.optim.Adam(trained, lr=1e-4, fused=True)
+
+    def step() -> None:
+        optimiser.zero_grad()
+        loss = torch.zeros(())
+        for p, net, x in zip(work, nets, inputs, strict=True):
+            if p.backward:
+                loss = loss + net(x).square().mean()
+            else:
+                with torch.no_grad():
+                    net(x)
+        loss.backward()
+        optimiser.step()
+
+    for _ in range(10):
+        step()
+    samples = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        for _ in range(20):
+            step()
+        samples.append((time.perf_counter() - start) / 20)
+    return statistics.median(samples)
+
+
 def benchmarl_seconds_per_iteration(row: str) -> float | None:
     """BenchMARL's measured wall seconds per 6,000-frame iteration (newest line)."""
     if not SIDE_BY_SIDE.exists():
@@ -114,12 +162,15 @@ def floor_row(row: str, threads: int, repeats: int) -> dict:
     """One row's JSON line: its matmul work, timed at ``threads`` torch threads."""
     before = torch.get_num_threads()
     torch.set_num_threads(threads)
+    work = WORK[ROWS[row]]
+    (steps,) = {p.times for p in work}  # every pass runs once per training step
     flops = seconds = 0.0
     try:
-        for p in WORK[ROWS[row]]:
+        for p in work:
             for m, k, n in products(p):
                 flops += p.times * 2 * m * k * n
                 seconds += p.times * time_product(m, k, n, repeats)
+        bare = steps * time_bare_step(work, repeats)
     finally:
         torch.set_num_threads(before)
     theirs = benchmarl_seconds_per_iteration(row)
@@ -129,9 +180,11 @@ def floor_row(row: str, threads: int, repeats: int) -> dict:
         "matmul_gflop_per_iteration": round(flops / 1e9, 1),
         "floor_s_per_iteration": round(seconds, 3),
         "gflops": round(flops / seconds / 1e9, 1),
+        "bare_s_per_iteration": round(bare, 3),
         "benchmarl_s_per_iteration": None if theirs is None else round(theirs, 2),
         "best_ratio": None if theirs is None else round(theirs / seconds, 2),
-        "torch": torch.__version__,
+        "bare_ratio": None if theirs is None else round(theirs / bare, 2),
+        **run_context(),
     }
 
 

@@ -217,3 +217,5 @@ def test_compute_floor_counts_benchmarls_matrix_products(
     assert line["matmul_gflop_per_iteration"] == 290.5
     assert line["benchmarl_s_per_iteration"] == 10.0
     assert line["best_ratio"] == pytest.approx(10.0 / line["floor_s_per_iteration"], rel=0.01)
+    assert line["bare_s_per_iteration"] > line["floor_s_per_iteration"] * 0.5  # same products
+    assert set(line) >= CONTEXT
