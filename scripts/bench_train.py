@@ -68,6 +68,7 @@ BENCHMARL_WORK = {
         *("algo=qmix", *BENCHMARL_MLP, "algo.modules.mac.obs_last_action=false"),
         *("sample=transitions", "batch_size=128", "updates_per_env_step=0.16666666666666666"),
         "learner.double_q=false",  # TorchRL's QMixerLoss: the target network's own max
+        "learner.optimizer=adam",  # BenchMARL's optimiser for every algorithm
     ],
     "mappo": [
         *("algo=mappo", *BENCHMARL_MLP, "algo.modules.critic.hidden_dim=256"),

@@ -3,7 +3,7 @@
 ``torch.optim.Optimizer`` wraps ``add_param_group``, ``zero_grad``, ``state_dict`` and
 ``load_state_dict`` in ``torch._disable_dynamo``, and every ``step`` in a wrapper that
 imports ``torch._dynamo``: whatever the run, building or stepping an optimiser imports
-Dynamo, about a second of every process (1.4 s of a 3.5 s start-up on LBF). Dynamo only
+Dynamo, about a second of every process (a run's start-up on LBF went 3.5 -> 2.2 s). Dynamo only
 matters to an optimiser traced by ``torch.compile``; marl compiles losses and env steps,
 never the optimiser. These subclasses call the same methods without those wrappers
 (``inspect.unwrap`` follows the ``functools.wraps`` chain): the same code runs, so the

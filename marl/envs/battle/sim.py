@@ -722,8 +722,10 @@ def _separate(
         return pos
     # u walked into v when its step points from u towards v: step_u . (u - v) < 0
     into = sx * dx + sy * dy < 0  # (B, U, V)
-    if near is None:  # v walked into u: step_v . (u - v) > 0, which is into[v, u] (exactly:
-        back = into.transpose(1, 2)  # v - u is -(u - v) to the bit)  (B, U, V)
+    # v walked into u: step_v . (u - v) > 0. With every pair that is into[v, u], to the
+    # bit (v - u is exactly -(u - v), and so is each product and sum)
+    if near is None:
+        back = into.transpose(1, 2)  # (B, U, V)
     else:
         vsx = step[..., 0].gather(1, index).view(shape)  # (B, U, K)
         vsy = step[..., 1].gather(1, index).view(shape)  # (B, U, K)
