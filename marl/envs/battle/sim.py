@@ -722,14 +722,19 @@ def _separate(
         return pos
     # u walked into v when its step points from u towards v: step_u . (u - v) < 0
     into = sx * dx + sy * dy < 0  # (B, U, V)
-    # v walked into u: step_v . (u - v) > 0. With every pair that is into[v, u], to the
-    # bit (v - u is exactly -(u - v), and so is each product and sum)
-    if near is None:
+    # v walked into u: step_v . (u - v) > 0. Eager with every pair that is into[v, u], to
+    # the bit (v - u is exactly -(u - v), and so is each product and sum): four ops
+    # fewer. Compiled, the transposed read kept Inductor's fused loop from vectorising
+    # (3s5z at 1,024 copies 25% slower), so there it is computed.
+    if near is None and not compiled:
         back = into.transpose(1, 2)  # (B, U, V)
     else:
-        vsx = step[..., 0].gather(1, index).view(shape)  # (B, U, K)
-        vsy = step[..., 1].gather(1, index).view(shape)  # (B, U, K)
-        back = vsx * dx + vsy * dy > 0  # (B, U, K)
+        if near is None:
+            vsx, vsy = step[..., 0].unsqueeze(1), step[..., 1].unsqueeze(1)  # (B, 1, U)
+        else:
+            vsx = step[..., 0].gather(1, index).view(shape)  # (B, U, K)
+            vsy = step[..., 1].gather(1, index).view(shape)  # (B, U, K)
+        back = vsx * dx + vsy * dy > 0  # (B, U, V)
     scale = _push_scale(depth, dist, into, back, push)  # (B, U, V)
     px, py = (dx * scale).sum(2), (dy * scale).sum(2)  # (B, U), (B, U) summed pushes
     return pos + _slide(px, py)  # (B, U, 2)
