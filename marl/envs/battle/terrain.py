@@ -30,22 +30,22 @@ from marl.envs.battle.frame import Rect
 INSIDE_EPS = 1e-4  # a centre this close outside a shrunk region still counts as inside
 
 
-def busy(mask: torch.Tensor) -> bool:
-    """Whether work on ``mask``'s units is needed: on the CPU only if any is set.
+def _always_work(x: torch.Tensor) -> bool:
+    """On an accelerator, and inside ``torch.compile``, work is always done (reading a
+    tensor would synchronise, or break the compiled graph)."""
+    return x.device.type != "cpu" or torch.compiler.is_compiling()
 
-    On an accelerator, and inside ``torch.compile``, the work is always done (reading
-    the mask would synchronise, or break the compiled graph); skipping it on the CPU
-    gives the same result (tests check both ways).
-    """
-    return mask.device.type != "cpu" or torch.compiler.is_compiling() or bool(mask.any())
+
+def busy(mask: torch.Tensor) -> bool:
+    """Whether work on ``mask``'s units is needed: on the CPU only if any is set
+    (skipping it gives the same result; tests check both ways)."""
+    return _always_work(mask) or bool(mask.any())
 
 
 def busy_above(values: torch.Tensor, floor: float) -> bool:
     """``busy(values > floor)`` in one op fewer on the CPU (the largest value against
     ``floor``), for per-loop checks."""
-    if values.device.type != "cpu" or torch.compiler.is_compiling():
-        return True
-    return values.numel() > 0 and values.max().item() > floor
+    return _always_work(values) or (values.numel() > 0 and values.max().item() > floor)
 
 
 @dataclass(frozen=True)
