@@ -8,6 +8,7 @@ import subprocess
 import sys
 import tomllib
 import venv
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -45,6 +46,8 @@ def test_wheel_in_a_fresh_venv_trains_from_any_folder(tmp_path: Path) -> None:
     dist = tmp_path / "dist"
     run([sys.executable, "-m", "build", "--wheel", "--outdir", str(dist), str(ROOT)], cwd=ROOT)
     (wheel,) = dist.glob("marl-*.whl")
+    with zipfile.ZipFile(wheel) as archive:  # the collision kernel's source ships too
+        assert "marl/envs/battle/collide.c" in archive.namelist()
     env_dir = tmp_path / "venv"
     # Dependencies (torch, hydra) come from this interpreter's site-packages; marl itself
     # only from the wheel, which the venv's own site-packages puts first.

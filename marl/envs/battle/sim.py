@@ -84,7 +84,7 @@ from typing import Any, NamedTuple
 
 import torch
 
-from marl.envs.battle import terrain
+from marl.envs.battle import native, terrain
 from marl.envs.battle.frame import Rect
 from marl.envs.battle.maps import OPEN, MapSpec
 from marl.envs.battle.terrain import (
@@ -646,8 +646,10 @@ def in_planes(tab: UnitTable, batch_size: int, compiled: bool) -> bool:
 
 def every_pair(tab: UnitTable, batch_size: int, compiled: bool) -> bool:
     """Whether the collision pass checks every pair of units (no ``contacts`` needed):
-    on small maps, and in planes."""
-    return tab.near_k == 0 or in_planes(tab, batch_size, compiled)
+    on small maps, in planes, and in the C kernel (``native``)."""
+    if tab.near_k == 0 or in_planes(tab, batch_size, compiled):
+        return True
+    return native.available(tab.touch.device, compiled)
 
 
 def _spread(
@@ -699,7 +701,12 @@ def _separate(
     units meeting head-on slide past each other and a blocked walker slides round what
     blocks it. One pass per game loop over the pairs at once (a Jacobi step, so a crowd
     settles over a few loops): every pair, or each unit's ``near`` partners.
+
+    Eager on the CPU, every pair is checked in one C loop (``native``) where it is built.
     """
+    compiled = torch.compiler.is_compiling()
+    if near is None and native.available(pos.device, compiled):
+        return native.separate(pos, live, step, tab.tie, tab.touch, tab.push, SLIDE, _EPS)
     where = _spread(pos, live, tab.tie, tab.away)  # (B, U, 2)
     x, y = where[..., 0], where[..., 1]  # (B, U), (B, U)
     sx, sy = step[..., 0].unsqueeze(2), step[..., 1].unsqueeze(2)  # (B, U, 1), (B, U, 1)
@@ -714,7 +721,6 @@ def _separate(
     # Compiled: sqrt of squares (Inductor emits a scalar std::hypot, about a third of
     # this pass); eager: one hypot op rather than four. Compiled runs round differently
     # from eager anyway (fused kernels).
-    compiled = torch.compiler.is_compiling()
     dist = (dx * dx + dy * dy).sqrt() if compiled else torch.hypot(dx, dy)  # (B, U, V)
     depth = touch - dist  # (B, U, V) overlap where > 0
     # On the CPU a loop in which no units touch skips the rest (same result).

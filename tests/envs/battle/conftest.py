@@ -2,18 +2,33 @@
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Callable
 from typing import Any
 
 import pytest
 import torch
 
+from marl.envs.battle import native
 from marl.envs.battle.env import BattleEnv
 
 DISARMED = 1e9  # cooldown loops: a unit with this never fires
 
 MakeEnv = Callable[..., BattleEnv]
 Scenario = Callable[..., None]
+KERNELS = ["native", "torch"]
+"""The eager CPU collision pass: the C loop, or tensor ops (as on an accelerator)."""
+
+
+def use_kernel(kernel: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Eager CPU collision passes in ``kernel``: "native" (the C loop; skipped where no C
+    compiler is installed) or "torch" (tensor ops, as on an accelerator)."""
+    if kernel == "torch":
+        monkeypatch.setattr(native, "ENABLED", False)
+    elif not native.available(torch.device("cpu"), compiling=False):
+        if shutil.which(native.compiler()[0]) is None:
+            pytest.skip("no C compiler for the collision kernel")
+        pytest.fail("a C compiler is installed but the collision kernel did not build")
 
 
 @pytest.fixture

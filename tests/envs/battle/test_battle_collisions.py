@@ -14,9 +14,9 @@ import math
 
 import pytest
 import torch
-from conftest import MakeEnv, Scenario
+from conftest import KERNELS, MakeEnv, Scenario, use_kernel
 
-from marl.envs.battle import maps, sim
+from marl.envs.battle import maps, native, sim
 from marl.envs.battle.env import BattleEnv
 from marl.envs.battle.frame import Rect
 from marl.envs.battle.maps import Group, MapSpec
@@ -272,14 +272,19 @@ def reference_pushes(
     return out
 
 
+@pytest.mark.parametrize("kernel", KERNELS)
 @pytest.mark.parametrize(
     "map_name", ["2s3z", "1c3s5z", "2s_vs_1sc", "MMM2", "2c_vs_64zg", "protoss_5_vs_5"]
 )
-def test_collision_pass_equals_its_pair_by_pair_definition(map_name: str) -> None:
+def test_collision_pass_equals_its_pair_by_pair_definition(
+    map_name: str, kernel: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     # Units dropped at random into a small square, some dead, random walking steps: the
-    # batched pass (every pair on small maps, K partners on big ones) moves every unit
-    # as the definition written out pair by pair does. Layers (colossus), a static
-    # unit (spine crawler), air (medivac), per-copy teams (SMACv2).
+    # batched pass moves every unit as the definition written out pair by pair does.
+    # torch ops: every pair on small maps, K partners on big ones; the C kernel: every
+    # pair. Layers (colossus), a static unit (spine crawler), air (medivac), per-copy
+    # teams (SMACv2).
+    use_kernel(kernel, monkeypatch)
     env = BattleEnv(map_name, batch_size=3, seed=0)
     gen = torch.Generator().manual_seed(0)
     b, u = 3, env.tab.n_units
@@ -288,7 +293,7 @@ def test_collision_pass_equals_its_pair_by_pair_definition(map_name: str) -> Non
     units.health[:, ::5] = 0  # some dead
     live = units.health > 0  # (B, U)
     step = (torch.rand(b, u, 2, generator=gen) - 0.5) * live.unsqueeze(-1)  # (B, U, 2)
-    near = contacts(units, env.tab)
+    near = None if sim.every_pair(env.tab, b, compiled=False) else contacts(units, env.tab)
     if near is None:
         partners = [[[v for v in range(u) if v != w] for w in range(u)]] * b
     else:
@@ -320,8 +325,13 @@ def test_compiled_pass_in_planes_equals_the_pair_by_pair_definition(map_name: st
     torch.testing.assert_close(got, want, rtol=0, atol=1e-5)
 
 
-def test_compiled_big_batches_go_to_planes_without_contacts() -> None:
-    tab = BattleEnv("corridor", batch_size=1, seed=0).tab  # 30 units: K partners eager
+def test_compiled_big_batches_go_to_planes_without_contacts(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    tab = BattleEnv("corridor", batch_size=1, seed=0).tab  # 30 units
+    if native.available(tab.touch.device, compiling=False):  # eager: every pair in C
+        assert sim.every_pair(tab, 1, compiled=False)
+    use_kernel("torch", monkeypatch)  # torch ops eager: K partners
     assert not sim.every_pair(tab, sim.PLANES_MIN_COPIES, compiled=False)
     assert not sim.every_pair(tab, sim.PLANES_MIN_COPIES - 1, compiled=True)
     assert sim.every_pair(tab, sim.PLANES_MIN_COPIES, compiled=True)

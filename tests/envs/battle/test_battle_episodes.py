@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import MakeEnv, Scenario
+from conftest import KERNELS, MakeEnv, Scenario, use_kernel
 
 from marl.envs.battle import env as battle_env
 from marl.envs.battle.env import BattleEnv
@@ -101,12 +101,16 @@ def test_same_seed_same_trajectory_and_different_seed_differs() -> None:
     assert not torch.equal(a[0], c[0])  # spawn noise differs
 
 
+@pytest.mark.parametrize("kernel", KERNELS)
 @pytest.mark.parametrize("map_name", ["3m", "2s3z", "corridor"])
-def test_copy_zero_of_a_batch_plays_like_a_single_env(map_name: str) -> None:
+def test_copy_zero_of_a_batch_plays_like_a_single_env(
+    map_name: str, kernel: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     # Each copy has its own random stream keyed by (seed, copy index), and no op mixes
-    # copies or sums in an order that depends on B (collisions: every pair on small
-    # maps, K partners on corridor), so copy 0 of a batch of 3 sees exactly what a
-    # B = 1 env with the same seed sees.
+    # copies or sums in an order that depends on B (collisions in C: every pair, copy by
+    # copy; in torch ops: every pair on small maps, K partners on corridor), so copy 0
+    # of a batch of 3 sees exactly what a B = 1 env with the same seed sees.
+    use_kernel(kernel, monkeypatch)
     single = BattleEnv(map_name, batch_size=1, seed=11)
     batch = BattleEnv(map_name, batch_size=3, seed=11)
     gen = torch.Generator().manual_seed(1)
@@ -237,13 +241,17 @@ def test_smac_view_stats_after_episodes() -> None:
 @pytest.mark.parametrize(
     "map_name", ["1c3s5z", "MMM2", "bane_vs_bane", "2c_vs_64zg", "2s_vs_1sc", "terran_5_vs_5"]
 )
-def test_skipping_idle_work_changes_nothing(map_name: str, monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("kernel", KERNELS)
+def test_skipping_idle_work_changes_nothing(
+    map_name: str, kernel: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     # On the CPU the simulator skips work nobody needs this loop (no shot, no splash,
     # nobody to route or to acquire); an accelerator always does it. Forcing the
     # always-do-it path on the CPU must give the same trajectory bit for bit (with the
-    # collision pass's check that any pair overlaps).
+    # torch collision pass's check that any pair overlaps).
     from marl.envs.battle import terrain
 
+    use_kernel(kernel, monkeypatch)
     shortcut = play(BattleEnv(map_name, batch_size=3, seed=4), 25, seed=2)
     monkeypatch.setattr(terrain, "busy", lambda mask: True)
     monkeypatch.setattr(terrain, "busy_above", lambda values, floor: True)
