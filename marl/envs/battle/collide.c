@@ -29,7 +29,7 @@ void marl_separate(
     float eps,              /* smallest distance divided by */
     float *out)             /* (B, U, 2) positions after pushing */
 {
-    float where[2 * units]; /* one copy's split positions */
+    float wx[units], wy[units], px[units], py[units]; /* one copy's split positions, pushes */
     for (int64_t b = 0; b < batch; b++) {
         const float *p = pos + b * units * 2;
         const float *s = step + b * units * 2;
@@ -37,41 +37,56 @@ void marl_separate(
         const float *t = touch + b * table_stride;
         const float *share_of = push + b * table_stride;
         float *o = out + b * units * 2;
-        for (int64_t u = 0; u < 2 * units; u++) {
-            where[u] = p[u] + tie[u];
-        }
         for (int64_t u = 0; u < units; u++) {
-            float px = 0.0f, py = 0.0f;
-            if (alive[u]) {
-                const float xu = where[2 * u], yu = where[2 * u + 1];
-                const float sxu = s[2 * u], syu = s[2 * u + 1];
-                const float *tu = t + u * units, *pu = share_of + u * units;
-                for (int64_t v = 0; v < units; v++) {
-                    const float reach = tu[v];
-                    if (!(reach > 0.0f) || !alive[v]) {
-                        continue;
-                    }
-                    const float dx = xu - where[2 * v], dy = yu - where[2 * v + 1];
-                    const float d2 = dx * dx + dy * dy;
-                    /* sqrtf(d2) >= sqrtf(reach * reach) == reach: no overlap (exact) */
-                    if (d2 >= reach * reach) {
-                        continue;
-                    }
-                    const float dist = sqrtf(d2);
-                    const float depth = reach - dist;
-                    if (!(depth > 0.0f)) {
-                        continue;
-                    }
-                    const int into = sxu * dx + syu * dy < 0.0f;
-                    const int back = s[2 * v] * dx + s[2 * v + 1] * dy > 0.0f;
-                    const float share = into != back ? (float)into : pu[v];
-                    const float scale = depth * share / (dist > eps ? dist : eps);
-                    px += dx * scale;
-                    py += dy * scale;
+            wx[u] = p[2 * u] + tie[2 * u];
+            wy[u] = p[2 * u + 1] + tie[2 * u + 1];
+            px[u] = 0.0f;
+            py[u] = 0.0f;
+        }
+        /* Each pair once, both sides: u's push from v lands during u's row, v's from u
+         * during u's row too (u < v), so each unit sums its partners' pushes in partner
+         * order. v's side uses v - u = -(u - v) and step . (v - u) = -(step . (u - v)),
+         * exact negations, so both sides are what a row per unit would compute. */
+        for (int64_t u = 0; u < units; u++) {
+            if (!alive[u]) {
+                continue;
+            }
+            const float sxu = s[2 * u], syu = s[2 * u + 1];
+            for (int64_t v = u + 1; v < units; v++) {
+                const float reach_uv = t[u * units + v], reach_vu = t[v * units + u];
+                if (!alive[v] || !(reach_uv > 0.0f || reach_vu > 0.0f)) {
+                    continue;
+                }
+                const float dx = wx[u] - wx[v], dy = wy[u] - wy[v];
+                const float d2 = dx * dx + dy * dy;
+                /* sqrtf(d2) >= sqrtf(r * r) == r: no overlap on that side (exact) */
+                if (d2 >= reach_uv * reach_uv && d2 >= reach_vu * reach_vu) {
+                    continue;
+                }
+                const float dist = sqrtf(d2);
+                const float over = dist > eps ? dist : eps;
+                const int u_into_v = sxu * dx + syu * dy < 0.0f;
+                const int v_into_u = s[2 * v] * dx + s[2 * v + 1] * dy > 0.0f;
+                const float depth_u = reach_uv - dist, depth_v = reach_vu - dist;
+                if (depth_u > 0.0f) {
+                    const float share =
+                        u_into_v != v_into_u ? (float)u_into_v : share_of[u * units + v];
+                    const float scale = depth_u * share / over;
+                    px[u] += dx * scale;
+                    py[u] += dy * scale;
+                }
+                if (depth_v > 0.0f) {
+                    const float share =
+                        v_into_u != u_into_v ? (float)v_into_u : share_of[v * units + u];
+                    const float scale = depth_v * share / over;
+                    px[v] += -dx * scale;
+                    py[v] += -dy * scale;
                 }
             }
-            o[2 * u] = p[2 * u] + (px * cos_slide - py * sin_slide);
-            o[2 * u + 1] = p[2 * u + 1] + (px * sin_slide + py * cos_slide);
+        }
+        for (int64_t u = 0; u < units; u++) {
+            o[2 * u] = p[2 * u] + (px[u] * cos_slide - py[u] * sin_slide);
+            o[2 * u + 1] = p[2 * u + 1] + (px[u] * sin_slide + py[u] * cos_slide);
         }
     }
 }

@@ -4,9 +4,9 @@ In eager torch the pass is some 25 tensor ops per game loop, each a few microsec
 at one copy and a full sweep over the (B, U, U) pairs at many; in C it is one call and
 one sweep. It is built once per machine with the system's C compiler (``$CC``, else
 ``cc``; about 0.2 s) into ``$XDG_CACHE_HOME/marl`` (``~/.cache/marl``), keyed by the
-source's hash, and called through ctypes. With no compiler, or ``MARL_NATIVE=0``, the
-pass runs as torch ops (``sim._separate``); on an accelerator and under
-``torch.compile`` it always does.
+source's hash, and called through ctypes (``torch.compile`` calls it as an opaque
+op, ``separate_op``). With no compiler, or ``MARL_NATIVE=0``, the pass runs as torch
+ops (``sim._separate``); on an accelerator it always does.
 
 Each copy is computed on its own in a fixed order, so a copy's positions do not depend
 on B. They round slightly differently from the torch ops (``sqrt`` of the squares
@@ -79,9 +79,10 @@ def _library() -> ctypes.CDLL | None:
     return lib
 
 
-def available(device: torch.device, compiling: bool) -> bool:
-    """Whether the collision pass runs in the kernel: eager, on the CPU, kernel built."""
-    return ENABLED and device.type == "cpu" and not compiling and _library() is not None
+def available(device: torch.device) -> bool:
+    """Whether the collision pass can run in the kernel: on the CPU, kernel built (asked
+    once per unit table, so the compiled game loop need not ask)."""
+    return ENABLED and device.type == "cpu" and _library() is not None
 
 
 def _table(t: torch.Tensor) -> tuple[torch.Tensor, int]:
@@ -129,3 +130,25 @@ def separate(
         out.data_ptr(),
     )
     return out
+
+
+@torch.library.custom_op("marl::separate", mutates_args=())
+def separate_op(
+    pos: torch.Tensor,
+    live: torch.Tensor,
+    step: torch.Tensor,
+    tie: torch.Tensor,
+    touch: torch.Tensor,
+    push: torch.Tensor,
+    slide: float,
+    eps: float,
+) -> torch.Tensor:
+    """``separate`` as an op the compiled game loop calls (Inductor cannot see into it;
+    no graph break). Eager calls ``separate`` directly: the op's dispatch costs more
+    than the kernel at one copy."""
+    return separate(pos, live, step, tie, touch, push, slide, eps)
+
+
+@separate_op.register_fake
+def _separate_shape(pos: torch.Tensor, *_: object) -> torch.Tensor:
+    return torch.empty_like(pos)

@@ -262,6 +262,7 @@ class UnitTable:
     tie: torch.Tensor  # (U, 2) tiny fixed offsets that split units standing on one point
     away: torch.Tensor  # (U, 2) offsets that put dead units far from all and each other
     collide: bool  # some pair of units collides (and collisions are on)
+    native: bool  # the collision pass runs in the C kernel (``native``: on the CPU, built)
     near_k: int  # collision partners per unit on big maps (``contacts``); 0: every pair
     has_shields: bool  # any unit has shields (the shield volley is needed)
     any_heal: bool
@@ -379,6 +380,7 @@ class UnitTable:
             tie=_tie_offsets(u, device),
             away=1e4 * (rows.unsqueeze(-1) + 1.0).expand(u, 2),
             collide=bool((push > 0).any()),
+            native=native.available(device),
             near_k=NEIGHBOURS if u > 2 * NEIGHBOURS + 1 else 0,
             has_shields=any(UNIT_TYPES[k].shield > 0 for k in present),
             any_heal=any(UNIT_TYPES[k].ability == "heal" for k in present),
@@ -636,8 +638,9 @@ def scalar_loops(n_units: int) -> bool:
 
 
 def in_planes(tab: UnitTable, batch_size: int, compiled: bool) -> bool:
-    """Whether the collision pass runs in copies-last planes (``_separate_planes``)."""
-    if not (compiled and tab.collide):
+    """Whether the collision pass runs in copies-last planes (``_separate_planes``):
+    compiled, without the C kernel."""
+    if not (compiled and tab.collide) or tab.native:
         return False
     if tab.near_k > 0:
         return batch_size >= PLANES_MIN_COPIES
@@ -646,10 +649,8 @@ def in_planes(tab: UnitTable, batch_size: int, compiled: bool) -> bool:
 
 def every_pair(tab: UnitTable, batch_size: int, compiled: bool) -> bool:
     """Whether the collision pass checks every pair of units (no ``contacts`` needed):
-    on small maps, in planes, and in the C kernel (``native``)."""
-    if tab.near_k == 0 or in_planes(tab, batch_size, compiled):
-        return True
-    return native.available(tab.touch.device, compiled)
+    on small maps, in the C kernel (``native``) and in planes."""
+    return tab.near_k == 0 or tab.native or in_planes(tab, batch_size, compiled)
 
 
 def _spread(
@@ -702,11 +703,13 @@ def _separate(
     blocks it. One pass per game loop over the pairs at once (a Jacobi step, so a crowd
     settles over a few loops): every pair, or each unit's ``near`` partners.
 
-    Eager on the CPU, every pair is checked in one C loop (``native``) where it is built.
+    On the CPU, where it is built, the C kernel (``native``) checks every pair in one
+    loop (compiled, as an op Inductor calls).
     """
     compiled = torch.compiler.is_compiling()
-    if near is None and native.available(pos.device, compiled):
-        return native.separate(pos, live, step, tab.tie, tab.touch, tab.push, SLIDE, _EPS)
+    if tab.native:
+        run = native.separate_op if compiled else native.separate
+        return run(pos, live, step, tab.tie, tab.touch, tab.push, SLIDE, _EPS)
     where = _spread(pos, live, tab.tie, tab.away)  # (B, U, 2)
     x, y = where[..., 0], where[..., 1]  # (B, U), (B, U)
     sx, sy = step[..., 0].unsqueeze(2), step[..., 1].unsqueeze(2)  # (B, U, 1), (B, U, 1)

@@ -25,7 +25,7 @@ def use_kernel(kernel: str, monkeypatch: pytest.MonkeyPatch) -> None:
     compiler is installed) or "torch" (tensor ops, as on an accelerator)."""
     if kernel == "torch":
         monkeypatch.setattr(native, "ENABLED", False)
-    elif not native.available(torch.device("cpu"), compiling=False):
+    elif not native.available(torch.device("cpu")):
         if shutil.which(native.compiler()[0]) is None:
             pytest.skip("no C compiler for the collision kernel")
         pytest.fail("a C compiler is installed but the collision kernel did not build")

@@ -16,7 +16,7 @@ import pytest
 import torch
 from conftest import KERNELS, MakeEnv, Scenario, use_kernel
 
-from marl.envs.battle import maps, native, sim
+from marl.envs.battle import maps, sim
 from marl.envs.battle.env import BattleEnv
 from marl.envs.battle.frame import Rect
 from marl.envs.battle.maps import Group, MapSpec
@@ -329,9 +329,11 @@ def test_compiled_big_batches_go_to_planes_without_contacts(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     tab = BattleEnv("corridor", batch_size=1, seed=0).tab  # 30 units
-    if native.available(tab.touch.device, compiling=False):  # eager: every pair in C
+    if tab.native:  # the C kernel checks every pair, eager and compiled
         assert sim.every_pair(tab, 1, compiled=False)
-    use_kernel("torch", monkeypatch)  # torch ops eager: K partners
+        assert not sim.in_planes(tab, sim.PLANES_MIN_COPIES, compiled=True)
+    use_kernel("torch", monkeypatch)  # torch ops: K partners eager, planes compiled
+    tab = BattleEnv("corridor", batch_size=1, seed=0).tab
     assert not sim.every_pair(tab, sim.PLANES_MIN_COPIES, compiled=False)
     assert not sim.every_pair(tab, sim.PLANES_MIN_COPIES - 1, compiled=True)
     assert sim.every_pair(tab, sim.PLANES_MIN_COPIES, compiled=True)
@@ -349,12 +351,16 @@ def test_compiled_big_batches_go_to_planes_without_contacts(
 
 
 @pytest.mark.slow
-def test_compiled_corridor_in_planes_plays_like_eager_with_every_pair() -> None:
-    """corridor at PLANES_MIN_COPIES copies, compiled (every pair, copies-last) and eager
-    told to check every pair too: the same positions to float rounding over the first
-    steps (rounding differences grow once units fight; about 20 s of compiling). Eager
-    itself checks each unit's 8 nearest partners, which on corridor's packed zerglings
-    parts from every pair within 3 steps in about one copy in seven."""
+def test_compiled_corridor_in_planes_plays_like_eager_with_every_pair(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The torch ops: corridor at PLANES_MIN_COPIES copies, compiled (every pair,
+    copies-last) and eager told to check every pair too: the same positions to float
+    rounding over the first steps (rounding differences grow once units fight; about
+    20 s of compiling). Eager itself checks each unit's 8 nearest partners, which on
+    corridor's packed zerglings parts from every pair within 3 steps in about one copy
+    in seven."""
+    use_kernel("torch", monkeypatch)
     b = sim.PLANES_MIN_COPIES
     eager = BattleEnv("corridor", batch_size=b, seed=3)
     eager.tab = dataclasses.replace(eager.tab, near_k=0)

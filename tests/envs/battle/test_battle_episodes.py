@@ -260,14 +260,17 @@ def test_skipping_idle_work_changes_nothing(
         torch.testing.assert_close(x, y, rtol=0, atol=0)
 
 
-@pytest.mark.parametrize("map_name", ["3s5z", "MMM"])
+@pytest.mark.parametrize(
+    ("map_name", "kernel"), [("3s5z", "native"), ("MMM", "native"), ("3s5z", "torch")]
+)
 def test_compiled_game_loop_plays_the_same_episodes(
-    map_name: str, monkeypatch: pytest.MonkeyPatch
+    map_name: str, kernel: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """env.compile=true, one compiled call per game loop: the same observations and
     rewards as eager, to float rounding (about 6 s of compiling per map; Inductor fuses
-    the loop's elementwise work, and sums the collision pushes in its own order: 1e-3
-    after 40 steps)."""
+    the loop's elementwise work; with torch ops it sums the collision pushes in its own
+    order: 1e-3 after 40 steps). The C kernel is an op inside the compiled loop."""
+    use_kernel(kernel, monkeypatch)
     monkeypatch.setattr(battle_env, "WHOLE_STEP_MAX_COPIES", 0)
     eager = play(BattleEnv(map_name, batch_size=3, seed=4), 40, seed=2)
     compiled = play(BattleEnv(map_name, batch_size=3, seed=4, compile=True), 40, seed=2)

@@ -47,10 +47,9 @@ def test_the_kernel_is_built_once_into_the_cache(
     assert len(built) == 1 and not list(fresh_build.glob("*.tmp"))
     stamp = built[0].stat().st_mtime_ns
     native._library.cache_clear()  # a new process: loads what is there
-    assert native.available(CPU, compiling=False)
+    assert native.available(CPU)
     assert built[0].stat().st_mtime_ns == stamp
-    assert not native.available(CPU, compiling=True)  # torch.compile traces torch ops
-    assert not native.available(torch.device("meta"), compiling=False)
+    assert not native.available(torch.device("meta"))  # not on an accelerator
 
 
 def test_without_a_compiler_the_torch_ops_play(
@@ -58,7 +57,7 @@ def test_without_a_compiler_the_torch_ops_play(
 ) -> None:
     monkeypatch.setenv("CC", str(fresh_build / "no-such-compiler"))
     with caplog.at_level(logging.WARNING, logger=native.__name__):
-        assert not native.available(CPU, compiling=False)
+        assert not native.available(CPU)
     assert "could not build the C collision pass" in caplog.text
     without = positions(BattleEnv("2s3z", batch_size=2, seed=1), 10)
     use_kernel("torch", monkeypatch)
