@@ -130,7 +130,8 @@ NEIGHBOURS = 8  # collision partners per unit per step on maps of more than 17 u
 # on 3s5z's 16. ``cpp.simdlen`` is a width in bits: 8 matches no instruction set.
 VECTOR_UNITS = 16
 SCALAR_OPTIONS: dict[str, Any] = {"cpp.simdlen": 8}
-# env.compile, collision pass in copies-last planes (``_separate_planes``, every pair):
+# env.compile, collision pass apart from the fused loop (``pass_apart``: the C kernel's
+# op, else copies-last planes, ``_separate_planes``; every pair). Measured for planes:
 # on big maps (``near_k`` > 0) from 64 copies (corridor: a step at 16 copies 3.0 ms with
 # partners, 3.6 in planes; at 64 copies 6.2 and 5.6), on small maps compiled to scalar
 # loops from 1,024 (2s3z 18.9 -> 15.8 ms a step; at 256 copies 5.7 -> 6.3; 3m even).
@@ -637,20 +638,30 @@ def scalar_loops(n_units: int) -> bool:
     return n_units % VECTOR_UNITS != 0
 
 
-def in_planes(tab: UnitTable, batch_size: int, compiled: bool) -> bool:
-    """Whether the collision pass runs in copies-last planes (``_separate_planes``):
-    compiled, without the C kernel."""
-    if not (compiled and tab.collide) or tab.native:
+def pass_apart(tab: UnitTable, batch_size: int, compiled: bool) -> bool:
+    """Compiled: whether the collision pass is its own call beside the fused game loop,
+    checking every pair: the C kernel's op where it is built (``tab.native``), else
+    copies-last planes (``_separate_planes``). On big maps from ``PLANES_MIN_COPIES``
+    copies, on small maps compiled to scalar loops from ``PLANES_MIN_COPIES_SMALL``;
+    below that the pass is fused into the loop (cheaper than a call at few copies)."""
+    if not (compiled and tab.collide):
         return False
     if tab.near_k > 0:
         return batch_size >= PLANES_MIN_COPIES
     return scalar_loops(tab.n_units) and batch_size >= PLANES_MIN_COPIES_SMALL
 
 
+def in_planes(tab: UnitTable, batch_size: int, compiled: bool) -> bool:
+    """Whether the collision pass runs in copies-last planes (``_separate_planes``)."""
+    return pass_apart(tab, batch_size, compiled) and not tab.native
+
+
 def every_pair(tab: UnitTable, batch_size: int, compiled: bool) -> bool:
     """Whether the collision pass checks every pair of units (no ``contacts`` needed):
-    on small maps, in the C kernel (``native``) and in planes."""
-    return tab.near_k == 0 or tab.native or in_planes(tab, batch_size, compiled)
+    on small maps, in the C kernel eager, and as a pass apart when compiled."""
+    if tab.near_k == 0 or pass_apart(tab, batch_size, compiled):
+        return True
+    return tab.native and not compiled
 
 
 def _spread(
@@ -668,8 +679,9 @@ def contacts(s: UnitState, tab: UnitTable) -> Contacts | None:
     a step, so the partners it can touch are near it at the start; K = 8 holds the six
     that can touch one unit in a packed crowd. An approximation all the same: on
     corridor's packed zerglings, positions part from the every-pair pass's within 3
-    steps in about one copy in seven (38 of 256). Compiled runs of ``PLANES_MIN_COPIES``
-    copies or more check every pair (``every_pair``)."""
+    steps in about one copy in seven (38 of 256). Used by torch ops only: the C kernel
+    and compiled runs of ``PLANES_MIN_COPIES`` copies or more check every pair
+    (``every_pair``)."""
     if tab.near_k == 0:
         return None
     where = _spread(s.pos, alive(s), tab.tie, tab.away)  # (B, U, 2)
@@ -703,13 +715,12 @@ def _separate(
     blocks it. One pass per game loop over the pairs at once (a Jacobi step, so a crowd
     settles over a few loops): every pair, or each unit's ``near`` partners.
 
-    On the CPU, where it is built, the C kernel (``native``) checks every pair in one
-    loop (compiled, as an op Inductor calls).
+    Eager on the CPU, where it is built, the C kernel (``native``) checks every pair in
+    one loop instead.
     """
     compiled = torch.compiler.is_compiling()
-    if tab.native:
-        run = native.separate_op if compiled else native.separate
-        return run(pos, live, step, tab.tie, tab.touch, tab.push, SLIDE, _EPS)
+    if tab.native and not compiled:
+        return native.separate(pos, live, step, tab.tie, tab.touch, tab.push, SLIDE, _EPS)
     where = _spread(pos, live, tab.tie, tab.away)  # (B, U, 2)
     x, y = where[..., 0], where[..., 1]  # (B, U), (B, U)
     sx, sy = step[..., 0].unsqueeze(2), step[..., 1].unsqueeze(2)  # (B, U, 1), (B, U, 1)
@@ -989,8 +1000,12 @@ def game_loop(
     fire = ready & ~tab.heals if tab.any_heal else ready  # (B, U)
     step = _move(s, tab, live, has, in_range, target_pos, reach)  # (B, U, 2)
     pos = s.pos + step  # (B, U, 2)
-    if in_planes(tab, pos.shape[0], torch.compiler.is_compiling()):  # a graph break
-        pos = _separate_in_planes(pos, tab, live, step)  # (B, U, 2)
+    if pass_apart(tab, pos.shape[0], torch.compiler.is_compiling()):
+        if tab.native:  # an op Inductor calls
+            args = (pos, live, step, tab.tie, tab.touch, tab.push, SLIDE, _EPS)
+            pos = native.separate_op(*args)  # (B, U, 2)
+        else:  # a graph break
+            pos = _separate_in_planes(pos, tab, live, step)  # (B, U, 2)
     elif tab.collide:
         pos = _separate(pos, tab, live, step, near)  # (B, U, 2)
     s.pos = clamp_to_area(pos, tab.nav)  # (B, U, 2)

@@ -329,9 +329,11 @@ def test_compiled_big_batches_go_to_planes_without_contacts(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     tab = BattleEnv("corridor", batch_size=1, seed=0).tab  # 30 units
-    if tab.native:  # the C kernel checks every pair, eager and compiled
+    if tab.native:  # the C kernel checks every pair eager, and as the pass apart compiled
         assert sim.every_pair(tab, 1, compiled=False)
+        assert sim.pass_apart(tab, sim.PLANES_MIN_COPIES, compiled=True)
         assert not sim.in_planes(tab, sim.PLANES_MIN_COPIES, compiled=True)
+        assert not sim.every_pair(tab, sim.PLANES_MIN_COPIES - 1, compiled=True)  # fused
     use_kernel("torch", monkeypatch)  # torch ops: K partners eager, planes compiled
     tab = BattleEnv("corridor", batch_size=1, seed=0).tab
     assert not sim.every_pair(tab, sim.PLANES_MIN_COPIES, compiled=False)
