@@ -1,12 +1,13 @@
-"""The collision pass as one C loop (``collide.c``) for eager runs on the CPU.
+"""The battle simulator's collision pass as one C loop (``collide.c``) on the CPU.
 
 In eager torch the pass is some 25 tensor ops per game loop, each a few microseconds
 at one copy and a full sweep over the (B, U, U) pairs at many; in C it is one call and
 one sweep. It is built once per machine with the system's C compiler (``$CC``, else
 ``cc``; about 0.2 s) into ``$XDG_CACHE_HOME/marl`` (``~/.cache/marl``), keyed by the
-source's hash, and called through ctypes (``torch.compile`` calls it as an opaque
-op, ``separate_op``). With no compiler, or ``MARL_NATIVE=0``, the pass runs as torch
-ops (``sim._separate``); on an accelerator it always does.
+source, the command and the machine's architecture, and called through ctypes
+(compiled game loops call it as an opaque op, ``separate_op``). With no compiler, or
+``MARL_NATIVE=0``, the pass runs as torch ops (``sim._separate``); on an accelerator
+it always does.
 
 Each copy is computed on its own in a fixed order, so a copy's positions do not depend
 on B. They round slightly differently from the torch ops (``sqrt`` of the squares
@@ -21,8 +22,10 @@ import hashlib
 import logging
 import math
 import os
+import platform
 import shlex
 import subprocess
+import sys
 from functools import cache
 from pathlib import Path
 
@@ -51,12 +54,13 @@ def _library() -> ctypes.CDLL | None:
     """The built kernel, loaded; None (after one warning) when it cannot be built."""
     text = SOURCE.read_bytes()
     command = [*compiler(), *FLAGS]
-    key = hashlib.sha256(text + " ".join(command).encode()).hexdigest()[:16]
+    built_for = " ".join([*command, sys.platform, platform.machine()]).encode()
+    key = hashlib.sha256(text + built_for).hexdigest()[:16]
     target = cache_dir() / f"collide-{key}.so"
+    partial = target.with_name(f"{target.name}.{os.getpid()}.tmp")
     try:
         if not target.exists():
             target.parent.mkdir(parents=True, exist_ok=True)
-            partial = target.with_name(f"{target.name}.{os.getpid()}.tmp")
             subprocess.run(
                 [*command, str(SOURCE), "-o", str(partial), "-lm"],
                 check=True,
@@ -66,6 +70,7 @@ def _library() -> ctypes.CDLL | None:
             os.replace(partial, target)  # whole, even with other processes building it
         lib = ctypes.CDLL(str(target))
     except (OSError, subprocess.SubprocessError) as err:
+        partial.unlink(missing_ok=True)
         detail = getattr(err, "stderr", None) or err
         log.warning(
             "battle: could not build the C collision pass (%s); using torch ops (slower).",
